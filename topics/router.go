@@ -1,0 +1,594 @@
+package topics
+
+// Router design (read this before changing the trie).
+//
+// Chosen: copy-on-write per node, published with atomic pointers. Every field a reader
+// follows (a node's child table, its '+' child, its subscription sets, a bucket of a
+// large child table, a share group's member list) is an atomic.Pointer to a value that
+// is never modified after it is published. A writer (Subscribe, Unsubscribe) holds the
+// mutex of the one shard it changes, builds the replacement value, and stores it; a
+// reader (Match) only loads pointers, so it takes no lock at all, never writes shared
+// memory (except the round-robin cursor of a $share group it delivers to), and scales
+// with cores. The garbage collector reclaims what readers may still hold, which is
+// what makes this RCU-like scheme safe in Go without epochs.
+//
+// Rejected: an RWMutex per shard. RLock and RUnlock each write the lock's reader
+// count, so two cores matching at once bounce that cache line between them on every
+// match; every match also visits the wildcard shard, so all matchers share at least one
+// lock. Measured on this 2-core machine it cost the parallel bar (see the report in
+// /work/notes/topics-result.md). A result cache (as in nats sublist) is not needed for
+// the bars and is not built: it would have to be invalidated by every subscribe to a
+// wildcard filter and it allocates per distinct topic.
+//
+// Invariants:
+//   - Filters are sharded by a hash of their first level; filters whose first level is
+//     '+' or '#' live in the wildcard shard, which Match skips for topics starting with
+//     '$' [MQTT-4.7.2-1].
+//   - A node exists only while it or a descendant holds a subscription: Unsubscribe
+//     prunes empty nodes bottom-up, so the trie's size follows the subscriptions.
+//   - A '#' filter is not a node: its subscriptions hang off the parent (node.multi),
+//     because '#' is always the last level.
+//   - Within one leafSet a client appears at most once (Client+Filter identifies a
+//     subscription [MQTT-3.8.4-3]); within one share group a client appears once.
+//   - Level strings are sub-strings of the first filter that created the node, so
+//     filters share their common levels and nothing is copied.
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+const (
+	shardBits = 5
+	numShards = 1 << shardBits
+	// smallChildren is the most children kept in one flat slice scanned linearly; past
+	// it the children move to a hashed table of small buckets so that adding a child
+	// copies one bucket, not all siblings.
+	smallChildren = 16
+)
+
+// Errors returned by Subscribe beyond those of ValidateFilter.
+var (
+	ErrNoLocalShared = errors.New("No Local set on a shared subscription")
+	ErrBadOptions    = errors.New("invalid subscription options")
+)
+
+// SubOptions are the options a client sends with each topic filter of a SUBSCRIBE.
+type SubOptions struct {
+	QoS               byte // maximum QoS the client accepts on this subscription
+	NoLocal           bool // do not deliver the client's own publications
+	RetainAsPublished bool // keep the RETAIN flag as published when forwarding
+	RetainHandling    byte // 0 send retained, 1 only if new subscription, 2 never
+}
+
+// Subscription is one topic filter of one session.
+type Subscription struct {
+	Client  uint64 // the engine's session key; overlapping matches merge by Client
+	Filter  string // as the client sent it, including any $share/group/ prefix
+	Options SubOptions
+	ID      uint32 // subscription identifier, 0 = none
+}
+
+// Delivery is one copy of a message for one client.
+type Delivery struct {
+	Client            uint64
+	QoS               byte // highest QoS among the client's matching subscriptions [MQTT-3.3.4-2]
+	RetainAsPublished bool // any matching subscription asked for it
+	// IDs holds every matching subscription identifier of this client [MQTT-3.3.4-4].
+	// It points into storage owned by the Matches and is valid until its Reset.
+	IDs []uint32
+	// Shared marks the chosen member of a $share group. Shared deliveries are not merged
+	// with the client's non-shared ones, nor with those of another group.
+	Shared bool
+}
+
+// Matches receives the result of Router.Match and holds the scratch space Match needs.
+// Reuse one per goroutine: after the first few calls Match allocates nothing.
+type Matches struct {
+	Deliveries []Delivery
+
+	ids    []uint32     // backing store of Delivery.IDs
+	hits   []hit        // non-shared matches of the current call, merged by client
+	levels []topicLevel // the topic being matched, split once
+
+	publisher uint64
+	online    func(client uint64) bool
+}
+
+// Reset empties m for reuse; the IDs of earlier deliveries become invalid.
+func (m *Matches) Reset() {
+	m.Deliveries = m.Deliveries[:0]
+	m.ids = m.ids[:0]
+}
+
+type hit struct {
+	client uint64
+	id     uint32
+	qos    byte
+	rap    bool
+}
+
+type topicLevel struct {
+	text string
+	hash uint64
+}
+
+// Router is the subscription index: it answers "who receives a PUBLISH on this
+// topic". It is safe for concurrent use; see the design note at the top of this file.
+type Router struct {
+	lim    Limits
+	seed   maphash.Seed
+	count  atomic.Int64
+	shards [numShards]*shard
+	wild   *shard // filters starting with '+' or '#'
+}
+
+// shard owns the writer lock of one sub-trie. Readers only follow root.
+type shard struct {
+	mu   sync.Mutex
+	root *node
+}
+
+// node is one level of a filter. All its pointer fields are published copy-on-write.
+type node struct {
+	level    string
+	children atomic.Pointer[childTable]
+	wild     atomic.Pointer[node]    // the '+' child
+	multi    atomic.Pointer[leafSet] // subscriptions of filter "<this node>/#"
+	subs     atomic.Pointer[leafSet] // subscriptions whose filter ends at this node
+}
+
+func (n *node) empty() bool {
+	return n.children.Load() == nil && n.wild.Load() == nil && n.multi.Load() == nil && n.subs.Load() == nil
+}
+
+// entry is one non-shared subscription, or one member of a share group.
+type entry struct {
+	client uint64
+	id     uint32
+	opts   SubOptions
+}
+
+// leafSet holds the subscriptions of one filter. It is immutable once published
+// (except each group's member list and cursor, which are atomic).
+type leafSet struct {
+	entries []entry
+	groups  []*shareGroup
+}
+
+// leafSetOne is a leafSet with room for its only entry in the same allocation: most
+// filters have one subscriber, and this halves their allocations and bytes.
+type leafSetOne struct {
+	set leafSet
+	one [1]entry
+}
+
+// shareGroup is one $share/{name}/{filter} subscription: its members take turns.
+type shareGroup struct {
+	name    string
+	members atomic.Pointer[[]entry] // immutable slice, replaced on change
+	next    atomic.Uint32           // round-robin cursor, advanced by Match
+}
+
+// NewRouter returns an empty Router that enforces lim on every filter subscribed.
+func NewRouter(lim Limits) *Router {
+	r := &Router{lim: lim, seed: maphash.MakeSeed(), wild: &shard{root: &node{}}}
+	for i := range r.shards {
+		r.shards[i] = &shard{root: &node{}}
+	}
+	return r
+}
+
+// Count is the number of subscriptions held, shared ones included.
+func (r *Router) Count() int { return int(r.count.Load()) }
+
+func (r *Router) hash(level string) uint64 { return maphash.String(r.seed, level) }
+
+// shardOf picks the shard of a filter (not a $share form) from its first level. The
+// top bits pick the shard because the low bits pick buckets inside child tables.
+func (r *Router) shardOf(filter string) *shard {
+	first, _, _ := cutLevel(filter)
+	if first == "+" || first == "#" {
+		return r.wild
+	}
+	return r.shards[r.hash(first)>>(64-shardBits)]
+}
+
+// Subscribe adds s, or replaces the options and identifier of the subscription with
+// the same Client and Filter [MQTT-3.8.4-3], reporting which.
+func (r *Router) Subscribe(s Subscription) (replaced bool, err error) {
+	if err := ValidateFilter(s.Filter, r.lim); err != nil {
+		return false, fmt.Errorf("subscribe %q: %w", s.Filter, err)
+	}
+	if s.Options.QoS > 2 || s.Options.RetainHandling > 2 {
+		return false, fmt.Errorf("subscribe %q: %w: QoS %d, Retain Handling %d",
+			s.Filter, ErrBadOptions, s.Options.QoS, s.Options.RetainHandling)
+	}
+	filter := s.Filter
+	group, inner, shared := ParseShare(filter)
+	if shared {
+		if s.Options.NoLocal {
+			return false, fmt.Errorf("subscribe %q: %w", s.Filter, ErrNoLocalShared) // [MQTT-3.8.3-4]
+		}
+		filter = inner
+	}
+	sh := r.shardOf(filter)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+
+	n := sh.root
+	var target *atomic.Pointer[leafSet]
+	for {
+		level, rest, more := cutLevel(filter)
+		if level == "#" {
+			target = &n.multi
+			break
+		}
+		if level == "+" {
+			w := n.wild.Load()
+			if w == nil {
+				w = &node{level: "+"}
+				n.wild.Store(w)
+			}
+			n = w
+		} else {
+			h := r.hash(level)
+			c := n.child(h, level)
+			if c == nil {
+				c = &node{level: level}
+				n.addChild(h, c)
+			}
+			n = c
+		}
+		if !more {
+			target = &n.subs
+			break
+		}
+		filter = rest
+	}
+	e := entry{client: s.Client, id: s.ID, opts: s.Options}
+	if shared {
+		replaced = addMember(target, group, e)
+	} else {
+		replaced = addEntry(target, e)
+	}
+	if !replaced {
+		r.count.Add(1)
+	}
+	return replaced, nil
+}
+
+// addEntry publishes a leafSet with e added, or replacing client's entry.
+func addEntry(target *atomic.Pointer[leafSet], e entry) (replaced bool) {
+	old := target.Load()
+	if old == nil {
+		one := &leafSetOne{one: [1]entry{e}}
+		one.set.entries = one.one[:]
+		target.Store(&one.set)
+		return false
+	}
+	entries := make([]entry, len(old.entries), len(old.entries)+1)
+	copy(entries, old.entries)
+	if i := indexClient(entries, e.client); i >= 0 {
+		entries[i] = e
+		replaced = true
+	} else {
+		entries = append(entries, e)
+	}
+	target.Store(&leafSet{entries: entries, groups: old.groups})
+	return replaced
+}
+
+// addMember adds e to share group name at target, creating the group if needed.
+func addMember(target *atomic.Pointer[leafSet], name string, e entry) (replaced bool) {
+	old := target.Load()
+	if old != nil {
+		for _, g := range old.groups {
+			if g.name != name {
+				continue
+			}
+			members := slices.Clone(*g.members.Load())
+			if i := indexClient(members, e.client); i >= 0 {
+				members[i] = e
+				replaced = true
+			} else {
+				members = append(members, e)
+			}
+			g.members.Store(&members)
+			return replaced
+		}
+	}
+	g := &shareGroup{name: name}
+	g.members.Store(&[]entry{e})
+	set := &leafSet{}
+	if old != nil {
+		set.entries = old.entries
+		set.groups = append(slices.Clip(old.groups), g)
+	} else {
+		set.groups = []*shareGroup{g}
+	}
+	target.Store(set)
+	return false
+}
+
+func indexClient(entries []entry, client uint64) int {
+	for i := range entries {
+		if entries[i].client == client {
+			return i
+		}
+	}
+	return -1
+}
+
+// pathStep records how Unsubscribe reached a node, so it can prune on the way back.
+type pathStep struct {
+	parent, child *node
+	hash          uint64
+	wild          bool
+}
+
+// Unsubscribe removes client's subscription to filter (as sent, with any $share
+// prefix) and reports whether there was one.
+func (r *Router) Unsubscribe(client uint64, filter string) bool {
+	group, inner, shared := ParseShare(filter)
+	if shared {
+		filter = inner
+	}
+	if filter == "" {
+		return false
+	}
+	sh := r.shardOf(filter)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+
+	var buf [8]pathStep
+	path := buf[:0]
+	n := sh.root
+	var target *atomic.Pointer[leafSet]
+	for {
+		level, rest, more := cutLevel(filter)
+		if level == "#" {
+			target = &n.multi
+			break
+		}
+		step := pathStep{parent: n}
+		if level == "+" {
+			step.wild = true
+			n = n.wild.Load()
+		} else {
+			step.hash = r.hash(level)
+			n = n.child(step.hash, level)
+		}
+		if n == nil {
+			return false
+		}
+		step.child = n
+		path = append(path, step)
+		if !more {
+			target = &n.subs
+			break
+		}
+		filter = rest
+	}
+	var removed bool
+	if shared {
+		removed = removeMember(target, group, client)
+	} else {
+		removed = removeEntry(target, client)
+	}
+	if !removed {
+		return false
+	}
+	r.count.Add(-1)
+	for i := len(path) - 1; i >= 0; i-- {
+		st := path[i]
+		if !st.child.empty() {
+			break
+		}
+		if st.wild {
+			st.parent.wild.Store(nil)
+		} else {
+			st.parent.removeChild(st.hash, st.child)
+		}
+	}
+	return true
+}
+
+func removeEntry(target *atomic.Pointer[leafSet], client uint64) bool {
+	old := target.Load()
+	if old == nil {
+		return false
+	}
+	i := indexClient(old.entries, client)
+	if i < 0 {
+		return false
+	}
+	if len(old.entries) == 1 && len(old.groups) == 0 {
+		target.Store(nil)
+		return true
+	}
+	entries := slices.Delete(slices.Clone(old.entries), i, i+1)
+	if len(entries) == 0 {
+		entries = nil
+	}
+	target.Store(&leafSet{entries: entries, groups: old.groups})
+	return true
+}
+
+func removeMember(target *atomic.Pointer[leafSet], name string, client uint64) bool {
+	old := target.Load()
+	if old == nil {
+		return false
+	}
+	for gi, g := range old.groups {
+		if g.name != name {
+			continue
+		}
+		members := *g.members.Load()
+		i := indexClient(members, client)
+		if i < 0 {
+			return false
+		}
+		if len(members) > 1 {
+			next := slices.Delete(slices.Clone(members), i, i+1)
+			g.members.Store(&next)
+			return true
+		}
+		// The last member leaves: the group goes with it.
+		if len(old.groups) == 1 && len(old.entries) == 0 {
+			target.Store(nil)
+			return true
+		}
+		groups := slices.Delete(slices.Clone(old.groups), gi, gi+1)
+		if len(groups) == 0 {
+			groups = nil
+		}
+		target.Store(&leafSet{entries: old.entries, groups: groups})
+		return true
+	}
+	return false
+}
+
+// UnsubscribeAll removes client's subscriptions to each of filters, as at session end.
+func (r *Router) UnsubscribeAll(client uint64, filters []string) {
+	for _, f := range filters {
+		r.Unsubscribe(client, f)
+	}
+}
+
+// Match appends to m every delivery for a PUBLISH on topic by publisher. Subscriptions
+// of publisher with No Local are skipped [MQTT-3.8.3-3]. Filters starting with '+' or
+// '#' do not match topics starting with '$' [MQTT-4.7.2-1]. Overlapping subscriptions
+// of one client yield one delivery at their highest QoS with all their identifiers
+// [MQTT-3.3.4-2] [MQTT-3.3.4-4]. For each matching $share group exactly one member is
+// chosen, round robin among those for which online reports true; when none is online
+// one is chosen anyway, round robin, for the engine to queue. online may be nil (all
+// online). topic must be a valid topic name. Match takes no lock and allocates nothing
+// once m has grown to the size of the results.
+func (r *Router) Match(topic string, publisher uint64, online func(client uint64) bool, m *Matches) {
+	if topic == "" {
+		return
+	}
+	m.hits = m.hits[:0]
+	m.levels = m.levels[:0]
+	for rest, more := topic, true; more; {
+		var level string
+		level, rest, more = cutLevel(rest)
+		m.levels = append(m.levels, topicLevel{text: level, hash: r.hash(level)})
+	}
+	m.publisher, m.online = publisher, online
+	m.walk(r.shards[m.levels[0].hash>>(64-shardBits)].root, 0)
+	if topic[0] != '$' { // [MQTT-4.7.2-1]
+		m.walk(r.wild.root, 0)
+	}
+	m.online = nil
+	m.mergeHits()
+}
+
+// MatchBytes is Match for a topic still in the decoder's buffer. The bytes are viewed
+// as a string without copying (unsafe.String): Match only reads them while it runs and
+// keeps no reference in the trie, so the buffer may be reused once it returns. This
+// saves the one allocation per PUBLISH that string(topic) would cost.
+func (r *Router) MatchBytes(topic []byte, publisher uint64, online func(client uint64) bool, m *Matches) {
+	if len(topic) == 0 {
+		return
+	}
+	r.Match(unsafe.String(&topic[0], len(topic)), publisher, online, m)
+	clear(m.levels) // drop the views of the caller's buffer
+}
+
+// walk visits node n, which has matched the topic's levels before i.
+func (m *Matches) walk(n *node, i int) {
+	// '#' matches this level's children and, "sport/#" matching "sport", the level
+	// itself [MQTT-4.7.1-1].
+	if s := n.multi.Load(); s != nil {
+		m.collect(s)
+	}
+	if i == len(m.levels) {
+		if s := n.subs.Load(); s != nil {
+			m.collect(s)
+		}
+		return
+	}
+	lv := &m.levels[i]
+	if c := n.child(lv.hash, lv.text); c != nil {
+		m.walk(c, i+1)
+	}
+	if w := n.wild.Load(); w != nil {
+		m.walk(w, i+1)
+	}
+}
+
+func (m *Matches) collect(s *leafSet) {
+	for i := range s.entries {
+		e := &s.entries[i]
+		if e.opts.NoLocal && e.client == m.publisher {
+			continue // [MQTT-3.8.3-3]
+		}
+		m.hits = append(m.hits, hit{client: e.client, id: e.id, qos: e.opts.QoS, rap: e.opts.RetainAsPublished})
+	}
+	for _, g := range s.groups {
+		m.pickShared(g)
+	}
+}
+
+// pickShared delivers to one member of g: the first online one from the cursor on.
+// The cursor moves past the chosen member, so online members take strict turns while
+// one goroutine matches; concurrent matches may both start from the same cursor,
+// which still gives each message exactly one member.
+func (m *Matches) pickShared(g *shareGroup) {
+	members := *g.members.Load()
+	n := uint32(len(members))
+	if n == 0 {
+		return
+	}
+	start := g.next.Load()
+	pick := start % n
+	for k := uint32(0); k < n; k++ {
+		i := (start + k) % n
+		if m.online == nil || m.online(members[i].client) {
+			pick = i
+			break
+		}
+	}
+	g.next.CompareAndSwap(start, pick+1)
+	e := &members[pick]
+	d := Delivery{Client: e.client, QoS: e.opts.QoS, RetainAsPublished: e.opts.RetainAsPublished, Shared: true}
+	if e.id != 0 {
+		m.ids = append(m.ids, e.id)
+		d.IDs = m.ids[len(m.ids)-1 : len(m.ids) : len(m.ids)]
+	}
+	m.Deliveries = append(m.Deliveries, d)
+}
+
+func compareHitClient(a, b hit) int { return cmp.Compare(a.client, b.client) }
+
+// mergeHits turns the non-shared hits into one delivery per client.
+func (m *Matches) mergeHits() {
+	hits := m.hits
+	if len(hits) > 1 {
+		slices.SortFunc(hits, compareHitClient)
+	}
+	for i := 0; i < len(hits); {
+		d := Delivery{Client: hits[i].client}
+		idStart := len(m.ids)
+		for ; i < len(hits) && hits[i].client == d.Client; i++ {
+			h := &hits[i]
+			d.QoS = max(d.QoS, h.qos)
+			d.RetainAsPublished = d.RetainAsPublished || h.rap
+			if h.id != 0 {
+				m.ids = append(m.ids, h.id)
+			}
+		}
+		if len(m.ids) > idStart {
+			d.IDs = m.ids[idStart:len(m.ids):len(m.ids)]
+		}
+		m.Deliveries = append(m.Deliveries, d)
+	}
+}
