@@ -1,0 +1,33 @@
+# PromptMQ build, test and run targets. `make test` is what CI runs (.ci/run).
+
+GO       ?= go
+BIN      ?= bin/promptmqd
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+FUZZTIME ?= 30s
+ARGS     ?=
+
+.PHONY: build run test bench fuzz install
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/promptmqd
+
+# The broker with the embedded defaults (port 1883, data in ./data); pass more with ARGS='-c FILE'.
+run: build
+	./$(BIN) $(ARGS)
+
+test:
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt -l reports:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./packets
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) ./packets
+
+install:
+	$(GO) install -ldflags '$(LDFLAGS)' ./cmd/promptmqd
