@@ -1,0 +1,505 @@
+package packets
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strconv"
+)
+
+// PropertyID identifies an MQTT 5.0 property [MQTT-2.2.2.2].
+type PropertyID byte
+
+// Every MQTT 5.0 property identifier.
+const (
+	PropPayloadFormat       PropertyID = 0x01
+	PropMessageExpiry       PropertyID = 0x02
+	PropContentType         PropertyID = 0x03
+	PropResponseTopic       PropertyID = 0x08
+	PropCorrelationData     PropertyID = 0x09
+	PropSubscriptionID      PropertyID = 0x0B
+	PropSessionExpiry       PropertyID = 0x11
+	PropAssignedClientID    PropertyID = 0x12
+	PropServerKeepAlive     PropertyID = 0x13
+	PropAuthMethod          PropertyID = 0x15
+	PropAuthData            PropertyID = 0x16
+	PropRequestProblemInfo  PropertyID = 0x17
+	PropWillDelay           PropertyID = 0x18
+	PropRequestResponseInfo PropertyID = 0x19
+	PropResponseInfo        PropertyID = 0x1A
+	PropServerReference     PropertyID = 0x1C
+	PropReasonString        PropertyID = 0x1F
+	PropReceiveMaximum      PropertyID = 0x21
+	PropTopicAliasMaximum   PropertyID = 0x22
+	PropTopicAlias          PropertyID = 0x23
+	PropMaximumQoS          PropertyID = 0x24
+	PropRetainAvailable     PropertyID = 0x25
+	PropUserProperty        PropertyID = 0x26
+	PropMaximumPacketSize   PropertyID = 0x27
+	PropWildcardAvailable   PropertyID = 0x28
+	PropSubIDAvailable      PropertyID = 0x29
+	PropSharedSubAvailable  PropertyID = 0x2A
+)
+
+func (id PropertyID) String() string {
+	switch id {
+	case PropPayloadFormat:
+		return "Payload Format Indicator"
+	case PropMessageExpiry:
+		return "Message Expiry Interval"
+	case PropContentType:
+		return "Content Type"
+	case PropResponseTopic:
+		return "Response Topic"
+	case PropCorrelationData:
+		return "Correlation Data"
+	case PropSubscriptionID:
+		return "Subscription Identifier"
+	case PropSessionExpiry:
+		return "Session Expiry Interval"
+	case PropAssignedClientID:
+		return "Assigned Client Identifier"
+	case PropServerKeepAlive:
+		return "Server Keep Alive"
+	case PropAuthMethod:
+		return "Authentication Method"
+	case PropAuthData:
+		return "Authentication Data"
+	case PropRequestProblemInfo:
+		return "Request Problem Information"
+	case PropWillDelay:
+		return "Will Delay Interval"
+	case PropRequestResponseInfo:
+		return "Request Response Information"
+	case PropResponseInfo:
+		return "Response Information"
+	case PropServerReference:
+		return "Server Reference"
+	case PropReasonString:
+		return "Reason String"
+	case PropReceiveMaximum:
+		return "Receive Maximum"
+	case PropTopicAliasMaximum:
+		return "Topic Alias Maximum"
+	case PropTopicAlias:
+		return "Topic Alias"
+	case PropMaximumQoS:
+		return "Maximum QoS"
+	case PropRetainAvailable:
+		return "Retain Available"
+	case PropUserProperty:
+		return "User Property"
+	case PropMaximumPacketSize:
+		return "Maximum Packet Size"
+	case PropWildcardAvailable:
+		return "Wildcard Subscription Available"
+	case PropSubIDAvailable:
+		return "Subscription Identifier Available"
+	case PropSharedSubAvailable:
+		return "Shared Subscription Available"
+	}
+	return "PropertyID(0x" + strconv.FormatUint(uint64(id), 16) + ")"
+}
+
+// UserProperty is one User Property name/value pair [MQTT-3.3.2.3.7].
+type UserProperty struct {
+	Key, Value []byte
+}
+
+// Properties holds the properties of one 5.0 packet (or of a CONNECT's will).
+//
+// Invariants: a field is meaningful only when its bit (1<<id) is set in
+// Present; decoding sets a field only together with its bit, and Reset
+// zeroes the fields only when some bit was set, so a packet without
+// properties (the common QoS 0 PUBLISH) costs no clearing at all.
+// SubscriptionIDs and User are written when non-empty (decode also sets
+// their bits). Byte fields alias the decoded input.
+//
+// Design: one flat struct with a presence bitmap, dispatched by a switch on
+// the identifier. Rejected: a map or a slice of (id, value) pairs, which
+// allocate, hide the types and make every lookup a search.
+type Properties struct {
+	Present uint64
+
+	PayloadFormat   byte
+	MessageExpiry   uint32
+	ContentType     []byte
+	ResponseTopic   []byte
+	CorrelationData []byte
+	SubscriptionIDs []uint32 // reused; PUBLISH may carry several, SUBSCRIBE one
+
+	SessionExpiry    uint32
+	AssignedClientID []byte
+	ServerKeepAlive  uint16
+	AuthMethod       []byte
+	AuthData         []byte
+
+	RequestProblemInfo  byte
+	RequestResponseInfo byte
+	WillDelay           uint32
+	ResponseInfo        []byte
+	ServerReference     []byte
+	ReasonString        []byte
+
+	ReceiveMaximum    uint16
+	TopicAliasMaximum uint16
+	TopicAlias        uint16
+	MaximumQoS        byte
+	RetainAvailable   byte
+	MaximumPacketSize uint32
+
+	WildcardAvailable  byte
+	SubIDAvailable     byte
+	SharedSubAvailable byte
+
+	User []UserProperty // reused, in wire order
+}
+
+// Has reports whether property id is present.
+func (p *Properties) Has(id PropertyID) bool { return p.Present&(1<<(id&63)) != 0 }
+
+// Set marks property id present; the caller fills its field.
+func (p *Properties) Set(id PropertyID) { p.Present |= 1 << (id & 63) }
+
+// Reset clears every property, keeping the capacity of the reused slices.
+func (p *Properties) Reset() {
+	subs, user := p.SubscriptionIDs[:0], p.User[:0]
+	if p.Present != 0 {
+		*p = Properties{}
+	}
+	p.SubscriptionIDs, p.User = subs, user
+}
+
+func bit(id PropertyID) uint64 { return 1 << id }
+
+// Which properties each packet may carry [MQTT-2.2.2.2]. multiSubID is not a
+// property: it marks the one packet (PUBLISH) where the Subscription
+// Identifier may repeat.
+const (
+	multiSubID uint64 = 1 << 63
+
+	connectProps uint64 = 1<<PropSessionExpiry | 1<<PropAuthMethod | 1<<PropAuthData |
+		1<<PropRequestProblemInfo | 1<<PropRequestResponseInfo | 1<<PropReceiveMaximum |
+		1<<PropTopicAliasMaximum | 1<<PropUserProperty | 1<<PropMaximumPacketSize
+	willProps = 1<<PropPayloadFormat | 1<<PropMessageExpiry | 1<<PropContentType |
+		1<<PropResponseTopic | 1<<PropCorrelationData | 1<<PropWillDelay | 1<<PropUserProperty
+	connackProps = 1<<PropSessionExpiry | 1<<PropAssignedClientID | 1<<PropServerKeepAlive |
+		1<<PropAuthMethod | 1<<PropAuthData | 1<<PropResponseInfo | 1<<PropServerReference |
+		1<<PropReasonString | 1<<PropReceiveMaximum | 1<<PropTopicAliasMaximum |
+		1<<PropMaximumQoS | 1<<PropRetainAvailable | 1<<PropUserProperty |
+		1<<PropMaximumPacketSize | 1<<PropWildcardAvailable | 1<<PropSubIDAvailable |
+		1<<PropSharedSubAvailable
+	publishProps = 1<<PropPayloadFormat | 1<<PropMessageExpiry | 1<<PropContentType |
+		1<<PropResponseTopic | 1<<PropCorrelationData | 1<<PropSubscriptionID |
+		1<<PropTopicAlias | 1<<PropUserProperty | multiSubID
+	ackProps         = 1<<PropReasonString | 1<<PropUserProperty // PUBACK..PUBCOMP, SUBACK, UNSUBACK
+	subscribeProps   = 1<<PropSubscriptionID | 1<<PropUserProperty
+	unsubscribeProps = 1 << PropUserProperty
+	disconnectProps  = 1<<PropSessionExpiry | 1<<PropServerReference | 1<<PropReasonString |
+		1<<PropUserProperty
+	authProps = 1<<PropAuthMethod | 1<<PropAuthData | 1<<PropReasonString | 1<<PropUserProperty
+)
+
+// readProperties decodes the property length and block at b[i:] into p
+// (after resetting it) and returns the index after the block. allowed is one
+// of the *Props masks above; what names the packet for error messages.
+func readProperties(p *Properties, b []byte, i int, allowed uint64, what string) (int, error) {
+	n, i, err := readVarint(b, i, true, what+" property length")
+	if err != nil {
+		return i, err
+	}
+	if n > len(b)-i {
+		return i, malformed("%s: property length %d exceeds the %d bytes left", what, n, len(b)-i)
+	}
+	p.Reset()
+	if n == 0 {
+		return i, nil
+	}
+	return i + n, p.decode(b[i:i+n], allowed, what)
+}
+
+// decode parses a property block (without its length prefix).
+func (p *Properties) decode(b []byte, allowed uint64, what string) error {
+	for i := 0; i < len(b); {
+		// The identifier is a variable byte integer, but every 5.0 identifier
+		// fits one byte, so a byte >= 0x80 is an unknown identifier.
+		id := PropertyID(b[i])
+		i++
+		if id >= 63 || allowed&bit(id) == 0 {
+			// [MQTT-2.2.2.2]: an identifier not valid for the packet type is malformed.
+			return malformed("%s: property 0x%02X not allowed", what, byte(id))
+		}
+		if p.Present&bit(id) != 0 && id != PropUserProperty &&
+			(id != PropSubscriptionID || allowed&multiSubID == 0) {
+			return protocolErr("%s: %s included more than once", what, id)
+		}
+		p.Present |= bit(id)
+		rest := len(b) - i
+		var err error
+		switch id {
+		case PropPayloadFormat, PropRequestProblemInfo, PropRequestResponseInfo, PropMaximumQoS,
+			PropRetainAvailable, PropWildcardAvailable, PropSubIDAvailable, PropSharedSubAvailable:
+			if rest < 1 {
+				return malformed("%s: %s truncated", what, id)
+			}
+			v := b[i]
+			i++
+			if v > 1 {
+				// Each of these is 0 or 1; other values are a protocol error
+				// ([MQTT-3.1.2-?] Request Problem/Response Information, [MQTT-3.2.2-?] Maximum QoS ...).
+				return protocolErr("%s: %s has value %d, want 0 or 1", what, id, v)
+			}
+			switch id {
+			case PropPayloadFormat:
+				p.PayloadFormat = v
+			case PropRequestProblemInfo:
+				p.RequestProblemInfo = v
+			case PropRequestResponseInfo:
+				p.RequestResponseInfo = v
+			case PropMaximumQoS:
+				p.MaximumQoS = v
+			case PropRetainAvailable:
+				p.RetainAvailable = v
+			case PropWildcardAvailable:
+				p.WildcardAvailable = v
+			case PropSubIDAvailable:
+				p.SubIDAvailable = v
+			default:
+				p.SharedSubAvailable = v
+			}
+		case PropMessageExpiry, PropSessionExpiry, PropWillDelay, PropMaximumPacketSize:
+			if rest < 4 {
+				return malformed("%s: %s truncated", what, id)
+			}
+			v := binary.BigEndian.Uint32(b[i:])
+			i += 4
+			switch id {
+			case PropMessageExpiry:
+				p.MessageExpiry = v
+			case PropSessionExpiry:
+				p.SessionExpiry = v
+			case PropWillDelay:
+				p.WillDelay = v
+			default:
+				if v == 0 {
+					return protocolErr("%s: Maximum Packet Size of 0", what) // [MQTT-3.1.2-24 note], 3.1.2.11.4
+				}
+				p.MaximumPacketSize = v
+			}
+		case PropServerKeepAlive, PropReceiveMaximum, PropTopicAliasMaximum, PropTopicAlias:
+			if rest < 2 {
+				return malformed("%s: %s truncated", what, id)
+			}
+			v := binary.BigEndian.Uint16(b[i:])
+			i += 2
+			switch id {
+			case PropServerKeepAlive:
+				p.ServerKeepAlive = v
+			case PropReceiveMaximum:
+				if v == 0 {
+					return protocolErr("%s: Receive Maximum of 0", what) // 3.1.2.11.3, 3.2.2.3.3
+				}
+				p.ReceiveMaximum = v
+			case PropTopicAliasMaximum:
+				p.TopicAliasMaximum = v
+			default:
+				if v == 0 {
+					return Errorf(TopicAliasInvalid, "%s: Topic Alias of 0", what) // [MQTT-3.3.2-8]
+				}
+				p.TopicAlias = v
+			}
+		case PropContentType, PropResponseTopic, PropAssignedClientID, PropAuthMethod,
+			PropResponseInfo, PropServerReference, PropReasonString:
+			var s []byte
+			if s, i, err = readString(b, i, what+" "+id.String()); err != nil {
+				return err
+			}
+			switch id {
+			case PropContentType:
+				p.ContentType = s
+			case PropResponseTopic:
+				if len(s) == 0 || topicNameCheck(s) != 0 {
+					// [MQTT-3.3.2-14]: a Topic Name, so no wildcards.
+					return protocolErr("%s: Response Topic %q is not a topic name", what, s)
+				}
+				p.ResponseTopic = s
+			case PropAssignedClientID:
+				p.AssignedClientID = s
+			case PropAuthMethod:
+				p.AuthMethod = s
+			case PropResponseInfo:
+				p.ResponseInfo = s
+			case PropServerReference:
+				p.ServerReference = s
+			default:
+				p.ReasonString = s
+			}
+		case PropCorrelationData, PropAuthData:
+			var d []byte
+			if d, i, err = readBinary(b, i, what+" "+id.String()); err != nil {
+				return err
+			}
+			if id == PropCorrelationData {
+				p.CorrelationData = d
+			} else {
+				p.AuthData = d
+			}
+		case PropSubscriptionID:
+			var v int
+			if v, i, err = readVarint(b, i, true, what+" Subscription Identifier"); err != nil {
+				return err
+			}
+			if v == 0 {
+				return protocolErr("%s: Subscription Identifier of 0", what) // [MQTT-3.8.2.1.2], 3.3.2.3.8
+			}
+			p.SubscriptionIDs = append(p.SubscriptionIDs, uint32(v))
+		case PropUserProperty:
+			var k, v []byte
+			if k, i, err = readString(b, i, what+" User Property name"); err != nil {
+				return err
+			}
+			if v, i, err = readString(b, i, what+" User Property value"); err != nil {
+				return err
+			}
+			p.User = append(p.User, UserProperty{Key: k, Value: v})
+		}
+	}
+	if p.Present&bit(PropAuthData) != 0 && p.Present&bit(PropAuthMethod) == 0 {
+		return protocolErr("%s: Authentication Data without Authentication Method", what) // 3.1.2.11.10
+	}
+	return nil
+}
+
+// wireBits is the set of properties Append writes.
+func (p *Properties) wireBits() uint64 {
+	m := p.Present &^ (bit(PropSubscriptionID) | bit(PropUserProperty))
+	if len(p.SubscriptionIDs) > 0 {
+		m |= bit(PropSubscriptionID)
+	}
+	if len(p.User) > 0 {
+		m |= bit(PropUserProperty)
+	}
+	return m
+}
+
+// Len returns the encoded length of the property block, without its own
+// length prefix.
+func (p *Properties) Len() int {
+	m := p.wireBits()
+	n := 0
+	for m != 0 {
+		id := PropertyID(bits.TrailingZeros64(m))
+		m &= m - 1
+		switch id {
+		case PropPayloadFormat, PropRequestProblemInfo, PropRequestResponseInfo, PropMaximumQoS,
+			PropRetainAvailable, PropWildcardAvailable, PropSubIDAvailable, PropSharedSubAvailable:
+			n += 2
+		case PropMessageExpiry, PropSessionExpiry, PropWillDelay, PropMaximumPacketSize:
+			n += 5
+		case PropServerKeepAlive, PropReceiveMaximum, PropTopicAliasMaximum, PropTopicAlias:
+			n += 3
+		case PropContentType:
+			n += 3 + len(p.ContentType)
+		case PropResponseTopic:
+			n += 3 + len(p.ResponseTopic)
+		case PropCorrelationData:
+			n += 3 + len(p.CorrelationData)
+		case PropAssignedClientID:
+			n += 3 + len(p.AssignedClientID)
+		case PropAuthMethod:
+			n += 3 + len(p.AuthMethod)
+		case PropAuthData:
+			n += 3 + len(p.AuthData)
+		case PropResponseInfo:
+			n += 3 + len(p.ResponseInfo)
+		case PropServerReference:
+			n += 3 + len(p.ServerReference)
+		case PropReasonString:
+			n += 3 + len(p.ReasonString)
+		case PropSubscriptionID:
+			for _, v := range p.SubscriptionIDs {
+				n += 1 + varintLen(int(v))
+			}
+		case PropUserProperty:
+			for _, u := range p.User {
+				n += 5 + len(u.Key) + len(u.Value)
+			}
+		}
+	}
+	return n
+}
+
+// appendProperties appends the length prefix and the property block, in
+// ascending identifier order (User Properties and Subscription Identifiers
+// in slice order). n must be p.Len().
+func (p *Properties) appendProperties(dst []byte, n int) []byte {
+	dst = AppendVarint(dst, n)
+	if n == 0 {
+		return dst
+	}
+	m := p.wireBits()
+	for m != 0 {
+		id := PropertyID(bits.TrailingZeros64(m))
+		m &= m - 1
+		switch id {
+		case PropPayloadFormat:
+			dst = append(dst, byte(id), p.PayloadFormat)
+		case PropRequestProblemInfo:
+			dst = append(dst, byte(id), p.RequestProblemInfo)
+		case PropRequestResponseInfo:
+			dst = append(dst, byte(id), p.RequestResponseInfo)
+		case PropMaximumQoS:
+			dst = append(dst, byte(id), p.MaximumQoS)
+		case PropRetainAvailable:
+			dst = append(dst, byte(id), p.RetainAvailable)
+		case PropWildcardAvailable:
+			dst = append(dst, byte(id), p.WildcardAvailable)
+		case PropSubIDAvailable:
+			dst = append(dst, byte(id), p.SubIDAvailable)
+		case PropSharedSubAvailable:
+			dst = append(dst, byte(id), p.SharedSubAvailable)
+		case PropMessageExpiry:
+			dst = appendUint32(append(dst, byte(id)), p.MessageExpiry)
+		case PropSessionExpiry:
+			dst = appendUint32(append(dst, byte(id)), p.SessionExpiry)
+		case PropWillDelay:
+			dst = appendUint32(append(dst, byte(id)), p.WillDelay)
+		case PropMaximumPacketSize:
+			dst = appendUint32(append(dst, byte(id)), p.MaximumPacketSize)
+		case PropServerKeepAlive:
+			dst = appendUint16(append(dst, byte(id)), p.ServerKeepAlive)
+		case PropReceiveMaximum:
+			dst = appendUint16(append(dst, byte(id)), p.ReceiveMaximum)
+		case PropTopicAliasMaximum:
+			dst = appendUint16(append(dst, byte(id)), p.TopicAliasMaximum)
+		case PropTopicAlias:
+			dst = appendUint16(append(dst, byte(id)), p.TopicAlias)
+		case PropContentType:
+			dst = appendBytes(append(dst, byte(id)), p.ContentType)
+		case PropResponseTopic:
+			dst = appendBytes(append(dst, byte(id)), p.ResponseTopic)
+		case PropCorrelationData:
+			dst = appendBytes(append(dst, byte(id)), p.CorrelationData)
+		case PropAssignedClientID:
+			dst = appendBytes(append(dst, byte(id)), p.AssignedClientID)
+		case PropAuthMethod:
+			dst = appendBytes(append(dst, byte(id)), p.AuthMethod)
+		case PropAuthData:
+			dst = appendBytes(append(dst, byte(id)), p.AuthData)
+		case PropResponseInfo:
+			dst = appendBytes(append(dst, byte(id)), p.ResponseInfo)
+		case PropServerReference:
+			dst = appendBytes(append(dst, byte(id)), p.ServerReference)
+		case PropReasonString:
+			dst = appendBytes(append(dst, byte(id)), p.ReasonString)
+		case PropSubscriptionID:
+			for _, v := range p.SubscriptionIDs {
+				dst = AppendVarint(append(dst, byte(id)), int(v))
+			}
+		case PropUserProperty:
+			for _, u := range p.User {
+				dst = appendBytes(appendBytes(append(dst, byte(id)), u.Key), u.Value)
+			}
+		}
+	}
+	return dst
+}

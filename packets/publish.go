@@ -1,0 +1,114 @@
+package packets
+
+// Publish is a PUBLISH packet [MQTT-3.3]. Topic, Payload and the byte
+// fields of Properties alias the decoded body.
+type Publish struct {
+	Version    byte
+	Dup        bool
+	QoS        byte
+	Retain     bool
+	Topic      []byte // empty in 5.0 when a Topic Alias stands for it
+	PacketID   uint16 // 0 for QoS 0
+	Properties Properties
+	Payload    []byte
+}
+
+// PUBLISH fixed-header flag bits [MQTT-3.3.1].
+const (
+	publishRetain   = 0x01
+	publishQoSShift = 1
+	publishDup      = 0x08
+)
+
+// Decode parses a PUBLISH body with the fixed-header flags.
+func (p *Publish) Decode(version, flags byte, body []byte) error {
+	qos := flags >> publishQoSShift & 3
+	if qos == 3 {
+		return malformed("PUBLISH: QoS 3") // [MQTT-3.3.1-4]
+	}
+	p.Version = version
+	p.QoS = qos
+	p.Dup = flags&publishDup != 0
+	p.Retain = flags&publishRetain != 0
+	if p.Dup && qos == 0 {
+		return protocolErr("PUBLISH: DUP set on QoS 0") // [MQTT-3.3.1-2]
+	}
+	b := body
+	if len(b) < 2 {
+		return malformed("PUBLISH: truncated topic length")
+	}
+	n := int(b[0])<<8 | int(b[1])
+	i := 2 + n
+	if i > len(b) {
+		return malformed("PUBLISH: topic length %d exceeds the %d bytes left", n, len(b)-2)
+	}
+	p.Topic = b[2:i:i]
+	p.PacketID = 0
+	if qos > 0 {
+		if len(b)-i < 2 {
+			return malformed("PUBLISH: truncated packet identifier")
+		}
+		p.PacketID = uint16(b[i])<<8 | uint16(b[i+1])
+		i += 2
+		if p.PacketID == 0 {
+			return protocolErr("PUBLISH: packet identifier 0 with QoS %d", qos) // [MQTT-2.2.1-3]
+		}
+	}
+	if version == V5 {
+		// The common case, no properties, skips the call entirely.
+		if i < len(b) && b[i] == 0 {
+			p.Properties.Reset()
+			i++
+		} else {
+			var err error
+			if i, err = readProperties(&p.Properties, b, i, publishProps, "PUBLISH"); err != nil {
+				return err
+			}
+		}
+	} else {
+		p.Properties.Reset()
+	}
+	if n == 0 {
+		// 5.0: an empty topic stands for the Topic Alias [MQTT-3.3.2-12];
+		// otherwise a topic name has at least one character [MQTT-4.7.3-1].
+		if version != V5 || !p.Properties.Has(PropTopicAlias) {
+			return protocolErr("PUBLISH: empty topic without a Topic Alias")
+		}
+	} else if rc := topicNameCheck(p.Topic); rc != 0 {
+		// [MQTT-3.3.2-1] UTF-8, [MQTT-3.3.2-2] no wildcards.
+		return Errorf(rc, "PUBLISH: topic %q", p.Topic)
+	}
+	p.Payload = b[i:len(b):len(b)]
+	return nil
+}
+
+// Append appends the PUBLISH packet. The packet identifier is written only
+// for QoS 1 and 2, properties only for V5.
+func (p *Publish) Append(dst []byte) []byte {
+	flags := p.QoS & 3 << publishQoSShift
+	if p.Dup {
+		flags |= publishDup
+	}
+	if p.Retain {
+		flags |= publishRetain
+	}
+	n := 2 + len(p.Topic) + len(p.Payload)
+	if flags&(3<<publishQoSShift) != 0 {
+		n += 2
+	}
+	propLen := 0
+	if p.Version == V5 {
+		propLen = p.Properties.Len()
+		n += varintLen(propLen) + propLen
+	}
+	dst = AppendVarint(append(dst, byte(TypePublish)<<4|flags), n)
+	dst = append(dst, byte(len(p.Topic)>>8), byte(len(p.Topic)))
+	dst = append(dst, p.Topic...)
+	if flags&(3<<publishQoSShift) != 0 {
+		dst = append(dst, byte(p.PacketID>>8), byte(p.PacketID))
+	}
+	if p.Version == V5 {
+		dst = p.Properties.appendProperties(dst, propLen)
+	}
+	return append(dst, p.Payload...)
+}
