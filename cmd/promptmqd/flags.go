@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/x0a1b/promptmq/conf"
@@ -62,5 +64,10 @@ func loadConfig(c *cli.Context) (conf.Config, error) {
 			overrides = append(overrides, conf.Override{Key: k.Path, Value: value, Source: "--" + k.Flag()})
 		}
 	}
-	return conf.LoadWith(path, overrides...)
+	cfg, err := conf.LoadWith(path, overrides...)
+	var verr *conf.ValidationError
+	if err != nil && !errors.As(err, &verr) {
+		err = usageError{err} // an unreadable file is a configuration mistake too: exit status 2
+	}
+	return cfg, err
 }
