@@ -53,15 +53,17 @@ func (k Key) Flag() string {
 	return strings.ReplaceAll(path, ".", "-")
 }
 
-const unbounded = math.MaxInt64
-
-var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+const (
+	unbounded = math.MaxInt64
+	// maxExpiry is the largest expiry interval MQTT can carry: a four-byte count of seconds.
+	maxExpiry = math.MaxUint32 * int64(1e9)
+)
 
 // keys is the schema in the order of the reference and of the TOML output. It is built by a function
 // rather than held in a package variable so that no caller can mutate a shared table.
 func keys() []Key {
 	return []Key{
-		{Path: "log.level", Kind: KindString, Allowed: logLevels,
+		{Path: "log.level", Kind: KindString, Allowed: []string{"trace", "debug", "info", "warn", "error"},
 			Doc: "Least severe level written to the log.", field: func(c *Config) any { return &c.Log.Level }},
 		{Path: "log.format", Kind: KindString, Allowed: []string{"json", "text"},
 			Doc: "Log line format: json for machines, text (logfmt) for people.", field: func(c *Config) any { return &c.Log.Format }},
@@ -115,9 +117,9 @@ func keys() []Key {
 			Doc: "Whether $share/ subscriptions are supported.", field: func(c *Config) any { return &c.MQTT.SharedSubAvailable }},
 		{Path: "mqtt.subscription-id-available", Kind: KindBool,
 			Doc: "Whether subscription identifiers are supported.", field: func(c *Config) any { return &c.MQTT.SubscriptionIDAvailable }},
-		{Path: "mqtt.max-message-expiry", Kind: KindDuration, Max: unbounded, Zero: "no limit",
+		{Path: "mqtt.max-message-expiry", Kind: KindDuration, Max: maxExpiry, Zero: "no limit",
 			Doc: "Cap on a message's expiry interval; messages without one get this.", field: func(c *Config) any { return &c.MQTT.MaxMessageExpiry }},
-		{Path: "mqtt.max-session-expiry", Kind: KindDuration, Max: math.MaxUint32 * 1e9, Zero: "no limit",
+		{Path: "mqtt.max-session-expiry", Kind: KindDuration, Max: maxExpiry, Zero: "no limit",
 			Doc: "Cap on the session expiry interval a client may ask.", field: func(c *Config) any { return &c.MQTT.MaxSessionExpiry }},
 		{Path: "mqtt.sys-interval", Kind: KindDuration, Max: unbounded, Zero: "no $SYS topics",
 			Doc: "Period of the $SYS/ statistics publications.", field: func(c *Config) any { return &c.MQTT.SysInterval }},

@@ -11,25 +11,24 @@ import (
 // This file converts values between their TOML or command-line spelling and the typed fields of
 // Config. Every conversion error is a sentence meant to be read after the key path.
 
-// byteUnits are the suffixes a byte size may carry, matched case-insensitively. Decimal units are
-// accepted because people write "1GB"; the output always uses binary units.
-var byteUnits = []struct {
-	suffix string
-	factor int64
-}{
-	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
-	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
-	{"b", 1},
-}
-
 const byteUnitList = "B, KiB, MiB, GiB, TiB, KB, MB, GB, TB"
 
 // parseBytes reads "4096", "64MiB", "1 GB".
 func parseBytes(s string) (int64, error) {
 	text := strings.TrimSpace(s)
 	lower := strings.ToLower(text)
+	// Decimal units are accepted because people write "1GB"; the output always uses binary units.
+	// The binary suffixes come first so "kib" is not read as "b".
+	units := []struct {
+		suffix string
+		factor int64
+	}{
+		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+		{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12},
+		{"b", 1},
+	}
 	factor := int64(1)
-	for _, u := range byteUnits {
+	for _, u := range units {
 		if strings.HasSuffix(lower, u.suffix) {
 			factor = u.factor
 			text = strings.TrimSpace(text[:len(text)-len(u.suffix)])
