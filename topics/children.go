@@ -1,179 +1,245 @@
 package topics
 
 import (
-	"slices"
-	"sync/atomic"
+	"math/bits"
+	"unsafe"
 )
 
-// childTable maps a level to a child node. It has two shapes:
-//   - small (buckets == nil): one immutable slice, scanned linearly. Adding a child
-//     publishes a new table.
-//   - large: a power-of-two array of buckets, each an atomic pointer to an immutable
-//     slice. Adding a child copies one bucket (a few slots), so a node with 100,000
-//     children (device ids, say) does not copy them all per subscribe; the array is
-//     rebuilt, and the table republished, when it doubles.
+// A node's children live in one immutable table, reached through node.children, which
+// points at element 0 of a []slot. Element 0 is a header: its hash field holds the
+// table's kind, size and count; the children follow it in the same array. A writer
+// replaces the whole table (copy-on-write); readers see either the old or the new one.
 //
-// Slots carry the level's hash so a lookup compares integers and dereferences a node
-// only on a hash hit: at a million subscriptions each dereference is a likely cache
-// miss. Rejected: a Go map per node (not safe to read while written, and 48+ bytes of
-// header per node), and a sorted slice with binary search (insert copies all siblings).
-type childTable struct {
-	small   []slot
-	buckets []atomic.Pointer[bucket]
-	count   int // number of children; read and written only by the shard's writer
-}
-
+// Why this shape: at a million subscriptions the trie does not fit in cache and a match
+// costs what it misses. One array with its header in front costs one or two cache lines
+// per level, where a struct holding a slice (or buckets of slices) cost three to five.
+// The reader rebuilds the slice from the pointer and the header with unsafe.Slice; that
+// is the only way to keep one atomic pointer and the slots in one allocation, and the
+// length comes from the same immutable array it describes. Measured on the 1,000,000
+// subscription benchmark it took a match from 6.6 µs to the figure in the report.
+//
+// Kinds:
+//   - linear (up to linearMax children): the slots packed, scanned in order.
+//   - hashed (up to hashedMax): open addressing with linear probing on the low bits of
+//     the level hash, at most half full; copy-on-write copies at most a few KiB.
+//   - wide (more): a directory indexed by hash bits 32 and up whose slots point at
+//     bucket nodes; each bucket node holds a linear or hashed table of the children.
+//     Adding a child copies one bucket, so a node with 100,000 children (device ids)
+//     does not copy them all; the directory is rebuilt, four times larger, when a
+//     bucket passes wideBucketMax. A wide table is never narrowed again until empty.
+//
+// Slots carry the level's hash so a lookup compares integers and dereferences only
+// the node it will visit next anyway (its level is stored inside it, see newNode).
+// Rejected: a Go map per node (not safe to read while written, 48+ bytes of header per
+// node), a sorted slice with binary search (a dereference per probe).
 type slot struct {
 	hash uint64
 	node *node
 }
 
-type bucket struct{ slots []slot }
+const (
+	kindShift  = 62
+	kindLinear = 0
+	kindHashed = 1
+	kindWide   = 2
+	lowMask    = 1<<32 - 1
+
+	linearMax     = 8
+	hashedMax     = 256
+	wideBucketMax = 64
+)
 
 // child returns n's child for level (whose hash is h), or nil. Readers call it.
 func (n *node) child(h uint64, level string) *node {
-	t := n.children.Load()
-	if t == nil {
+	p := n.children.Load()
+	if p == nil {
 		return nil
 	}
-	slots := t.small
-	if t.buckets != nil {
-		b := t.buckets[h&uint64(len(t.buckets)-1)].Load()
-		if b == nil {
-			return nil
+	meta := p.hash
+	switch meta >> kindShift {
+	case kindLinear:
+		slots := unsafe.Slice(p, 1+meta)[1:]
+		for i := range slots {
+			if slots[i].hash == h && slots[i].node.level == level {
+				return slots[i].node
+			}
 		}
-		slots = b.slots
-	}
-	for i := range slots {
-		if slots[i].hash == h && slots[i].node.level == level {
-			return slots[i].node
+		return nil
+	case kindHashed:
+		mask := meta & lowMask
+		slots := unsafe.Slice(p, 2+mask)[1:]
+		for i := h & mask; ; i = (i + 1) & mask {
+			s := &slots[i]
+			if s.node == nil {
+				return nil
+			}
+			if s.hash == h && s.node.level == level {
+				return s.node
+			}
 		}
-	}
-	return nil
-}
-
-// addChild publishes c as a child of n. The caller holds the shard lock and has
-// checked that no child has c's level.
-func (n *node) addChild(h uint64, c *node) {
-	t := n.children.Load()
-	s := slot{hash: h, node: c}
-	switch {
-	case t == nil:
-		n.children.Store(&childTable{small: []slot{s}, count: 1})
-	case t.buckets == nil && len(t.small) < smallChildren:
-		small := make([]slot, len(t.small)+1)
-		copy(small, t.small)
-		small[len(t.small)] = s
-		n.children.Store(&childTable{small: small, count: len(small)})
-	case t.buckets == nil:
-		all := append(append(make([]slot, 0, len(t.small)+1), t.small...), s)
-		n.children.Store(newLargeTable(all))
 	default:
-		b := &t.buckets[h&uint64(len(t.buckets)-1)]
-		var old []slot
-		if ob := b.Load(); ob != nil {
-			old = ob.slots
-		}
-		slots := make([]slot, len(old)+1)
-		copy(slots, old)
-		slots[len(old)] = s
-		b.Store(&bucket{slots: slots})
-		t.count++
-		if t.count > 2*len(t.buckets) {
-			n.children.Store(newLargeTable(t.all()))
-		}
+		mask := meta & lowMask
+		slots := unsafe.Slice(p, 2+mask)[1:]
+		return slots[(h>>32)&mask].node.child(h, level)
 	}
 }
 
-// removeChild unpublishes child c of n. The caller holds the shard lock.
-func (n *node) removeChild(h uint64, c *node) {
-	t := n.children.Load()
-	if t == nil {
-		return
+// tableSlots returns the children of table p (not the header) for a writer: for a
+// hashed table, with empty slots; for a wide table, the bucket nodes.
+func tableSlots(p *slot) []slot {
+	meta := p.hash
+	if meta>>kindShift == kindLinear {
+		return unsafe.Slice(p, 1+meta)[1:]
 	}
-	if t.buckets == nil {
-		if len(t.small) == 1 {
-			if t.small[0].node == c {
-				n.children.Store(nil)
-			}
-			return
-		}
-		small := make([]slot, 0, len(t.small)-1)
-		for _, s := range t.small {
-			if s.node != c {
-				small = append(small, s)
-			}
-		}
-		n.children.Store(&childTable{small: small, count: len(small)})
-		return
-	}
-	b := &t.buckets[h&uint64(len(t.buckets)-1)]
-	ob := b.Load()
-	if ob == nil {
-		return
-	}
-	slots := make([]slot, 0, len(ob.slots))
-	for _, s := range ob.slots {
-		if s.node != c {
-			slots = append(slots, s)
-		}
-	}
-	if len(slots) == len(ob.slots) {
-		return
-	}
-	if len(slots) == 0 {
-		b.Store(nil)
-	} else {
-		b.Store(&bucket{slots: slots})
-	}
-	t.count--
-	if t.count <= smallChildren/2 {
-		// Back to one flat slice: a shrunken table should not keep its bucket array.
-		n.children.Store(&childTable{small: t.all(), count: t.count})
-	}
+	return unsafe.Slice(p, 2+meta&lowMask)[1:]
 }
 
-// all gathers every slot of a large table. Writer only.
-func (t *childTable) all() []slot {
-	out := make([]slot, 0, t.count)
-	for i := range t.buckets {
-		if b := t.buckets[i].Load(); b != nil {
-			out = append(out, b.slots...)
+// allChildren gathers every child slot of n's table. Writer only.
+func (n *node) allChildren(extra int) []slot {
+	p := n.children.Load()
+	if p == nil {
+		return make([]slot, 0, extra)
+	}
+	slots := tableSlots(p)
+	out := make([]slot, 0, len(slots)+extra)
+	if p.hash>>kindShift == kindWide {
+		for _, b := range slots {
+			out = append(out, b.node.allChildren(0)...)
+		}
+		return out
+	}
+	for _, s := range slots {
+		if s.node != nil {
+			out = append(out, s)
 		}
 	}
 	return out
 }
 
-// newLargeTable builds a bucketed table for slots, about one slot per bucket.
-func newLargeTable(slots []slot) *childTable {
-	size := 1
-	for size < len(slots) {
-		size <<= 1
+// childCount is the number of children in a linear or hashed table.
+func childCount(p *slot) int {
+	if p == nil {
+		return 0
 	}
-	t := &childTable{buckets: make([]atomic.Pointer[bucket], size), count: len(slots)}
+	if p.hash>>kindShift == kindLinear {
+		return int(p.hash)
+	}
+	return int(p.hash >> 32 & (1<<(kindShift-32) - 1))
+}
+
+// buildTable makes a linear or hashed table holding slots (nil for none).
+func buildTable(slots []slot) *slot {
+	switch {
+	case len(slots) == 0:
+		return nil
+	case len(slots) <= linearMax:
+		arr := make([]slot, 1+len(slots))
+		arr[0].hash = uint64(len(slots))
+		copy(arr[1:], slots)
+		return &arr[0]
+	default:
+		size := 1 << bits.Len(uint(2*len(slots)-1)) // at most half full
+		mask := uint64(size - 1)
+		arr := make([]slot, 1+size)
+		arr[0].hash = kindHashed<<kindShift | uint64(len(slots))<<32 | mask
+		table := arr[1:]
+		for _, s := range slots {
+			i := s.hash & mask
+			for table[i].node != nil {
+				i = (i + 1) & mask
+			}
+			table[i] = s
+		}
+		return &arr[0]
+	}
+}
+
+// buildWide makes a directory of bucket nodes, about four children per bucket.
+func buildWide(slots []slot) *slot {
+	size := max(64, 1<<bits.Len(uint(len(slots)/4)))
 	mask := uint64(size - 1)
-	// Count per bucket, then carve every bucket's slice out of one array.
-	counts := make([]int, size)
+	parts := make([][]slot, size)
 	for _, s := range slots {
-		counts[s.hash&mask]++
+		i := (s.hash >> 32) & mask
+		parts[i] = append(parts[i], s)
 	}
-	backing := make([]slot, len(slots))
-	offsets := make([]int, size)
-	off := 0
-	for i, c := range counts {
-		offsets[i] = off
-		off += c
+	arr := make([]slot, 1+size)
+	arr[0].hash = kindWide<<kindShift | mask
+	for i := range parts {
+		b := &node{}
+		b.children.Store(buildTable(parts[i]))
+		arr[1+i].node = b
 	}
-	fill := slices.Clone(offsets)
-	for _, s := range slots {
-		i := s.hash & mask
-		backing[fill[i]] = s
-		fill[i]++
+	return &arr[0]
+}
+
+// addChild publishes c, whose level hashes to h, as a child of n. The caller holds
+// the shard lock and has checked that n has no child of that level.
+func (n *node) addChild(h uint64, c *node) {
+	p := n.children.Load()
+	if p != nil && p.hash>>kindShift == kindWide {
+		mask := p.hash & lowMask
+		b := tableSlots(p)[(h>>32)&mask].node
+		if childCount(b.children.Load()) < wideBucketMax {
+			b.addChild(h, c)
+			return
+		}
+		n.children.Store(buildWide(append(n.allChildren(1), slot{h, c})))
+		return
 	}
-	for i, c := range counts {
-		if c > 0 {
-			t.buckets[i].Store(&bucket{slots: backing[offsets[i] : offsets[i]+c : offsets[i]+c]})
+	count := childCount(p)
+	if p == nil || p.hash>>kindShift == kindLinear || count >= hashedMax {
+		all := append(n.allChildren(1), slot{h, c})
+		if len(all) > hashedMax {
+			n.children.Store(buildWide(all))
+		} else {
+			n.children.Store(buildTable(all))
+		}
+		return
+	}
+	// A hashed table with room: copy it and probe in, unless it would pass half full.
+	mask := p.hash & lowMask
+	if uint64(2*(count+1)) > mask+1 {
+		n.children.Store(buildTable(append(n.allChildren(1), slot{h, c})))
+		return
+	}
+	arr := make([]slot, 2+mask)
+	copy(arr, unsafe.Slice(p, 2+mask))
+	arr[0].hash = kindHashed<<kindShift | uint64(count+1)<<32 | mask
+	table := arr[1:]
+	i := h & mask
+	for table[i].node != nil {
+		i = (i + 1) & mask
+	}
+	table[i] = slot{h, c}
+	n.children.Store(&arr[0])
+}
+
+// removeChild unpublishes child c (level hash h) of n. The caller holds the shard
+// lock. Removal rebuilds the table without c, which also keeps probe chains intact.
+func (n *node) removeChild(h uint64, c *node) {
+	p := n.children.Load()
+	if p == nil {
+		return
+	}
+	if p.hash>>kindShift == kindWide {
+		mask := p.hash & lowMask
+		dir := tableSlots(p)
+		dir[(h>>32)&mask].node.removeChild(h, c)
+		for _, b := range dir {
+			if b.node.children.Load() != nil {
+				return
+			}
+		}
+		n.children.Store(nil)
+		return
+	}
+	all := n.allChildren(0)
+	for i := range all {
+		if all[i].node == c {
+			all = append(all[:i], all[i+1:]...)
+			n.children.Store(buildTable(all))
+			return
 		}
 	}
-	return t
 }

@@ -1,0 +1,186 @@
+package topics
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+
+	"github.com/x0a1b/promptmq/topics/topicstest"
+)
+
+// The bar's workload: filters 70% exact, 20% '+', 10% '#', 4 to 6 levels; publish
+// topics of 4 levels (see topicstest).
+var benchSizes = []int{10_000, 100_000, 1_000_000}
+
+func buildRouter(tb testing.TB, w *topicstest.Workload) *Router {
+	r := NewRouter(Limits{})
+	for i, f := range w.Filters {
+		if _, err := r.Subscribe(Subscription{Client: w.Clients[i], Filter: f, Options: SubOptions{QoS: 1}, ID: uint32(i)}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return r
+}
+
+func BenchmarkMatch(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			w := topicstest.New(n, 4096, 1)
+			r := buildRouter(b, w)
+			var m Matches
+			matches, i := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				m.Reset()
+				r.Match(w.Topics[i&4095], 0, nil, &m)
+				matches += len(m.Deliveries)
+				i++
+			}
+			b.ReportMetric(float64(matches)/float64(i), "matches/op")
+		})
+	}
+}
+
+// BenchmarkMatchFew is the bar's million-subscription case restricted to topics that
+// match at most 10 subscriptions.
+func BenchmarkMatchFew(b *testing.B) {
+	w := topicstest.New(1_000_000, 20000, 1)
+	r := buildRouter(b, w)
+	var m Matches
+	var few []string
+	for _, topic := range w.Topics {
+		m.Reset()
+		r.Match(topic, 0, nil, &m)
+		if len(m.Deliveries) <= 10 {
+			few = append(few, topic)
+		}
+	}
+	matches, i := 0, 0
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Reset()
+		r.Match(few[i%len(few)], 0, nil, &m)
+		matches += len(m.Deliveries)
+		i++
+	}
+	b.ReportMetric(float64(matches)/float64(i), "matches/op")
+}
+
+// BenchmarkMatchParallel divides by BenchmarkMatch of the same size to give the
+// parallel speed-up (run with -cpu 2).
+func BenchmarkMatchParallel(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			w := topicstest.New(n, 4096, 1)
+			r := buildRouter(b, w)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				var m Matches
+				i := 0
+				for pb.Next() {
+					m.Reset()
+					r.Match(w.Topics[i&4095], 0, nil, &m)
+					i += 7
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkSubscribeUnsubscribe adds then removes one subscription per iteration in a
+// router holding 100,000 (the time per op covers both).
+func BenchmarkSubscribeUnsubscribe(b *testing.B) {
+	w := topicstest.New(100_000, 0, 1)
+	r := buildRouter(b, w)
+	extra := topicstest.New(100_000, 0, 2)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		k := i % len(extra.Filters)
+		client := uint64(1<<40) + uint64(k)
+		if _, err := r.Subscribe(Subscription{Client: client, Filter: extra.Filters[k]}); err != nil {
+			b.Fatal(err)
+		}
+		if !r.Unsubscribe(client, extra.Filters[k]) {
+			b.Fatal("unsubscribe failed")
+		}
+		i++
+	}
+}
+
+// BenchmarkSubscribe and BenchmarkUnsubscribe time each half alone, on a router of
+// 100,000 subscriptions plus the b.N being added.
+func BenchmarkSubscribe(b *testing.B) {
+	w := topicstest.New(100_000, 0, 1)
+	r := buildRouter(b, w)
+	extra := topicstest.New(100_000, 0, 2)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		k := i % len(extra.Filters)
+		client := uint64(1<<40) + uint64(i)
+		if _, err := r.Subscribe(Subscription{Client: client, Filter: extra.Filters[k]}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func BenchmarkUnsubscribe(b *testing.B) {
+	w := topicstest.New(1_000_000, 0, 1)
+	r := buildRouter(b, w)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		k := i % len(w.Filters)
+		if i >= len(w.Filters) { // every subscription removed: put them back untimed
+			b.StopTimer()
+			r = buildRouter(b, w)
+			i, k = 0, 0
+			b.StartTimer()
+		}
+		r.Unsubscribe(w.Clients[k], w.Filters[k])
+		i++
+	}
+}
+
+// BenchmarkSubscriptionMemory reports the heap grown per subscription while a
+// router takes 1,000,000 (the filter strings are allocated before the measurement:
+// the router keeps sub-strings of them, as it would of the engine's).
+func BenchmarkSubscriptionMemory(b *testing.B) {
+	w := topicstest.New(1_000_000, 0, 1)
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r := buildRouter(b, w)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(r.Count()), "B/sub")
+		runtime.KeepAlive(r)
+	}
+}
+
+// BenchmarkRetainedVisit visits a/+/c/# over retained topics of the workload: the
+// time per match stays flat as the index grows tenfold.
+func BenchmarkRetainedVisit(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("retained=%d", n), func(b *testing.B) {
+			w := topicstest.New(n, n, 3)
+			r := NewRetained[int]()
+			for i, topic := range w.Topics {
+				r.Set(topic, i, 100)
+			}
+			filter := "tenant1/+/dev2/#"
+			matches, ops := 0, 0
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Visit(filter, func(string, int) bool { matches++; return true })
+				ops++
+			}
+			b.ReportMetric(float64(matches)/float64(ops), "matches/op")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(1, matches)), "ns/match")
+		})
+	}
+}
