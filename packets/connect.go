@@ -114,25 +114,33 @@ func (c *Connect) Decode(body []byte) error {
 				return err
 			}
 		}
-		if c.WillTopic, i, err = readString(b, i, "CONNECT will topic"); err != nil {
-			return err
+		var ok bool
+		if c.WillTopic, i, ok = readBinary(b, i); !ok {
+			return truncated("CONNECT will topic")
 		}
-		if len(c.WillTopic) == 0 || topicNameCheck(c.WillTopic) != 0 {
-			return Errorf(TopicNameInvalid, "CONNECT: will topic %q", c.WillTopic) // [MQTT-3.1.3-11]
+		switch topicNameCheck(c.WillTopic) {
+		case MalformedPacket:
+			return badUTF8("CONNECT will topic") // [MQTT-3.1.3-11]
+		case TopicNameInvalid:
+			return Errorf(TopicNameInvalid, "CONNECT: will topic %q has a wildcard", c.WillTopic)
 		}
-		if c.WillPayload, i, err = readBinary(b, i, "CONNECT will payload"); err != nil {
-			return err
+		if len(c.WillTopic) == 0 {
+			return Errorf(TopicNameInvalid, "CONNECT: empty will topic") // [MQTT-4.7.3-1]
+		}
+		if c.WillPayload, i, ok = readBinary(b, i); !ok {
+			return truncated("CONNECT will payload")
 		}
 	}
 	c.Username, c.Password = nil, nil
+	var ok bool
 	if c.UsernameFlag {
 		if c.Username, i, err = readString(b, i, "CONNECT user name"); err != nil {
 			return err // [MQTT-3.1.3-12]
 		}
 	}
 	if c.PasswordFlag {
-		if c.Password, i, err = readBinary(b, i, "CONNECT password"); err != nil {
-			return err
+		if c.Password, i, ok = readBinary(b, i); !ok {
+			return truncated("CONNECT password")
 		}
 	}
 	if i != len(b) {

@@ -76,30 +76,37 @@ func appendBytes(dst []byte, b []byte) []byte {
 	return append(dst, b...)
 }
 
-// readBinary returns the length-prefixed binary data at b[i:], aliasing b.
-// The returned slice's capacity ends at its length so that an append by the
-// caller cannot overwrite the bytes that follow it.
-func readBinary(b []byte, i int, what string) ([]byte, int, error) {
-	if len(b)-i < 2 {
-		return nil, i, malformed("%s: truncated length", what)
+// readBinary returns the length-prefixed binary data at b[i:], aliasing b,
+// and the index after it; ok is false if b is too short. The returned
+// slice's capacity ends at its length so that an append by the caller
+// cannot overwrite the bytes that follow. It reports failure with a bool,
+// not an error, so that it stays small enough to be inlined.
+func readBinary(b []byte, i int) (field []byte, next int, ok bool) {
+	if i < 0 || len(b)-i < 2 {
+		return nil, i, false
 	}
-	n := int(binary.BigEndian.Uint16(b[i:]))
-	i += 2
-	if n > len(b)-i {
-		return nil, i, malformed("%s: length %d exceeds the %d bytes left", what, n, len(b)-i)
+	j := i + 2 + (int(b[i])<<8 | int(b[i+1]))
+	if j > len(b) {
+		return nil, i, false
 	}
-	return b[i : i+n : i+n], i + n, nil
+	return b[i+2 : j : j], j, true
+}
+
+func truncated(what string) error { return malformed("%s: length exceeds the packet", what) }
+
+func badUTF8(what string) error {
+	return malformed("%s: not valid UTF-8 or contains U+0000", what)
 }
 
 // readString is readBinary plus the UTF-8 rules of [MQTT-1.5.4-1] and
 // [MQTT-1.5.4-2]: ill-formed UTF-8 or U+0000 is a malformed packet.
 func readString(b []byte, i int, what string) ([]byte, int, error) {
-	s, i, err := readBinary(b, i, what)
-	if err != nil {
-		return nil, i, err
+	s, i, ok := readBinary(b, i)
+	if !ok {
+		return nil, i, truncated(what)
 	}
 	if !ValidUTF8String(s) {
-		return nil, i, malformed("%s: not valid UTF-8 or contains U+0000", what)
+		return nil, i, badUTF8(what)
 	}
 	return s, i, nil
 }
@@ -153,39 +160,44 @@ func validUTF8Tail(b []byte) bool {
 	return true
 }
 
+// special reports whether any byte of v is non-ASCII, zero, '+' or '#':
+// the bytes a topic check must look at one by one.
+//
+// '#' (0x23) and '+' (0x2B) differ only in bit 3, so setting that bit in
+// every byte and comparing with '+' finds both with one zero-byte test; the
+// three tests are OR-ed without branches.
+func special(v uint64) bool {
+	const bit3, plus = 0x08 * ones, '+' * ones
+	w := (v | bit3) ^ plus
+	return ((v-ones)&^v|(w-ones)&^w|v)&highs != 0
+}
+
 // topicNameCheck classifies a topic name: 0 if valid (ignoring emptiness),
 // MalformedPacket for bad UTF-8 or U+0000, TopicNameInvalid for a wildcard
-// character [MQTT-3.3.2-2], [MQTT-4.7.1-1]. One pass over the bytes serves
-// all three checks.
+// character [MQTT-3.3.2-2], [MQTT-4.7.1-1]. One pass serves all three
+// checks, eight bytes at a time while the bytes are plain ASCII.
 func topicNameCheck(b []byte) ReasonCode {
-	const plus, hash = '+' * ones, '#' * ones
-	i := 0
-	for ; len(b)-i >= 8; i += 8 {
-		v := binary.LittleEndian.Uint64(b[i:])
-		if v&highs != 0 || hasZeroByte(v) || hasZeroByte(v^plus) || hasZeroByte(v^hash) {
-			break
+	nonASCII, wildcard := false, false
+	for i := 0; i < len(b); {
+		if len(b)-i >= 8 && !special(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+			continue
 		}
-	}
-	for ; i < len(b); i++ {
 		switch c := b[i]; {
 		case c == 0:
 			return MalformedPacket
-		case c == '+' || c == '#':
-			if !ValidUTF8String(b[i:]) {
-				return MalformedPacket
-			}
-			return TopicNameInvalid
 		case c >= utf8.RuneSelf:
-			if !validUTF8Tail(b[i:]) {
-				return MalformedPacket
-			}
-			for _, c := range b[i:] {
-				if c == '+' || c == '#' {
-					return TopicNameInvalid
-				}
-			}
-			return 0
+			nonASCII = true
+		case c == '+' || c == '#':
+			wildcard = true
 		}
+		i++
+	}
+	if nonASCII && !utf8.Valid(b) {
+		return MalformedPacket
+	}
+	if wildcard {
+		return TopicNameInvalid
 	}
 	return 0
 }
@@ -194,45 +206,62 @@ func topicNameCheck(b []byte) ReasonCode {
 // [MQTT-4.7.3-1], no wildcard [MQTT-3.3.2-2], valid UTF-8 without U+0000.
 func ValidTopicName(b []byte) bool { return len(b) > 0 && topicNameCheck(b) == 0 }
 
-// ValidTopicFilter reports whether b is a valid topic filter: non-empty
-// [MQTT-4.7.3-1], valid UTF-8 without U+0000, '#' only alone or after '/'
-// and last [MQTT-4.7.1-2], '+' filling a whole level [MQTT-4.7.1-3].
-func ValidTopicFilter(b []byte) bool {
+// topicFilterCheck classifies a topic filter like topicNameCheck, with
+// TopicFilterInvalid for an empty filter [MQTT-4.7.3-1], a '#' that is not
+// alone or after '/' and last [MQTT-4.7.1-2], or a '+' that does not fill a
+// whole level [MQTT-4.7.1-3].
+func topicFilterCheck(b []byte) ReasonCode {
 	if len(b) == 0 {
-		return false
+		return TopicFilterInvalid
 	}
-	switch topicNameCheck(b) {
-	case 0:
-		return true // no wildcard at all
-	case MalformedPacket:
-		return false
-	}
-	for i, c := range b {
-		switch c {
-		case '#':
+	nonASCII, placement := false, true
+	for i := 0; i < len(b); {
+		if len(b)-i >= 8 && !special(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+			continue
+		}
+		switch c := b[i]; {
+		case c == 0:
+			return MalformedPacket
+		case c >= utf8.RuneSelf:
+			nonASCII = true
+		case c == '#':
 			if i != len(b)-1 || (i > 0 && b[i-1] != '/') {
-				return false
+				placement = false
 			}
-		case '+':
+		case c == '+':
 			if (i > 0 && b[i-1] != '/') || (i < len(b)-1 && b[i+1] != '/') {
-				return false
+				placement = false
 			}
 		}
+		i++
 	}
-	return true
+	if nonASCII && !utf8.Valid(b) {
+		return MalformedPacket
+	}
+	if !placement {
+		return TopicFilterInvalid
+	}
+	return 0
 }
+
+// ValidTopicFilter reports whether b is a valid topic filter: non-empty,
+// valid UTF-8 without U+0000, wildcards placed as [MQTT-4.7.1-2] and
+// [MQTT-4.7.1-3] require.
+func ValidTopicFilter(b []byte) bool { return topicFilterCheck(b) == 0 }
 
 // sharePrefix starts a shared subscription filter [MQTT-4.8.2].
 const sharePrefix = "$share/"
 
-// validSharedFilter checks the 5.0 shared subscription form
-// $share/{ShareName}/{filter}, given that b already passed
-// ValidTopicFilter: the share name is at least one character without
-// wildcards [MQTT-4.8.2-1], [MQTT-4.8.2-2], and a filter follows it.
+// isShared reports whether b names a shared subscription.
 func isShared(b []byte) bool {
 	return len(b) >= len(sharePrefix) && string(b[:len(sharePrefix)]) == sharePrefix
 }
 
+// validSharedFilter checks the 5.0 shared subscription form
+// $share/{ShareName}/{filter}, given that b already passed the filter
+// checks: the share name is at least one character without wildcards
+// [MQTT-4.8.2-1], [MQTT-4.8.2-2], and a filter follows it.
 func validSharedFilter(b []byte) bool {
 	rest := b[len(sharePrefix):]
 	for i, c := range rest {
@@ -249,14 +278,11 @@ func validSharedFilter(b []byte) bool {
 // filterCheck validates a topic filter read from SUBSCRIBE or UNSUBSCRIBE:
 // bad UTF-8 is malformed, a bad wildcard or share name is TopicFilterInvalid.
 func filterCheck(b []byte, version byte, what string) error {
-	if ValidTopicFilter(b) {
-		if version == V5 && isShared(b) && !validSharedFilter(b) {
-			return Errorf(TopicFilterInvalid, "%s: bad shared subscription %q", what, b)
-		}
-		return nil
+	if rc := topicFilterCheck(b); rc != 0 {
+		return Errorf(rc, "%s: invalid topic filter %q", what, b)
 	}
-	if len(b) > 0 && !ValidUTF8String(b) {
-		return malformed("%s: not valid UTF-8 or contains U+0000", what)
+	if version == V5 && len(b) > len(sharePrefix) && b[0] == '$' && isShared(b) && !validSharedFilter(b) {
+		return Errorf(TopicFilterInvalid, "%s: bad shared subscription %q", what, b)
 	}
-	return Errorf(TopicFilterInvalid, "%s: invalid topic filter %q", what, b)
+	return nil
 }

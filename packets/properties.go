@@ -203,9 +203,9 @@ const (
 // (after resetting it) and returns the index after the block. allowed is one
 // of the *Props masks above; what names the packet for error messages.
 func readProperties(p *Properties, b []byte, i int, allowed uint64, what string) (int, error) {
-	n, i, err := readVarint(b, i, true, what+" property length")
+	n, i, err := readVarint(b, i, true, "property length")
 	if err != nil {
-		return i, err
+		return i, inPacket(err, what)
 	}
 	if n > len(b)-i {
 		return i, malformed("%s: property length %d exceeds the %d bytes left", what, n, len(b)-i)
@@ -217,8 +217,13 @@ func readProperties(p *Properties, b []byte, i int, allowed uint64, what string)
 	return i + n, p.decode(b[i:i+n], allowed, what)
 }
 
-// decode parses a property block (without its length prefix).
+// decode parses a property block (without its length prefix). One flat
+// switch on the identifier, each case reading its own value: the property
+// loop is the costliest part of a 5.0 decode, and a second-level dispatch
+// by value type measured slower.
 func (p *Properties) decode(b []byte, allowed uint64, what string) error {
+	var ok bool
+	var err error
 	for i := 0; i < len(b); {
 		// The identifier is a variable byte integer, but every 5.0 identifier
 		// fits one byte, so a byte >= 0x80 is an unknown identifier.
@@ -233,140 +238,148 @@ func (p *Properties) decode(b []byte, allowed uint64, what string) error {
 			return protocolErr("%s: %s included more than once", what, id)
 		}
 		p.Present |= bit(id)
-		rest := len(b) - i
-		var err error
 		switch id {
-		case PropPayloadFormat, PropRequestProblemInfo, PropRequestResponseInfo, PropMaximumQoS,
-			PropRetainAvailable, PropWildcardAvailable, PropSubIDAvailable, PropSharedSubAvailable:
-			if rest < 1 {
-				return malformed("%s: %s truncated", what, id)
+		case PropPayloadFormat:
+			p.PayloadFormat, i, err = readFlag(b, i, what, id)
+		case PropRequestProblemInfo:
+			p.RequestProblemInfo, i, err = readFlag(b, i, what, id)
+		case PropRequestResponseInfo:
+			p.RequestResponseInfo, i, err = readFlag(b, i, what, id)
+		case PropMaximumQoS:
+			p.MaximumQoS, i, err = readFlag(b, i, what, id)
+		case PropRetainAvailable:
+			p.RetainAvailable, i, err = readFlag(b, i, what, id)
+		case PropWildcardAvailable:
+			p.WildcardAvailable, i, err = readFlag(b, i, what, id)
+		case PropSubIDAvailable:
+			p.SubIDAvailable, i, err = readFlag(b, i, what, id)
+		case PropSharedSubAvailable:
+			p.SharedSubAvailable, i, err = readFlag(b, i, what, id)
+		case PropMessageExpiry:
+			p.MessageExpiry, i, ok = readUint32(b, i)
+		case PropSessionExpiry:
+			p.SessionExpiry, i, ok = readUint32(b, i)
+		case PropWillDelay:
+			p.WillDelay, i, ok = readUint32(b, i)
+		case PropMaximumPacketSize:
+			if p.MaximumPacketSize, i, ok = readUint32(b, i); ok && p.MaximumPacketSize == 0 {
+				return protocolErr("%s: Maximum Packet Size of 0", what) // 3.1.2.11.4, 3.2.2.3.6
 			}
-			v := b[i]
-			i++
-			if v > 1 {
-				// Each of these is 0 or 1; other values are a protocol error
-				// ([MQTT-3.1.2-?] Request Problem/Response Information, [MQTT-3.2.2-?] Maximum QoS ...).
-				return protocolErr("%s: %s has value %d, want 0 or 1", what, id, v)
+		case PropServerKeepAlive:
+			p.ServerKeepAlive, i, ok = readUint16(b, i)
+		case PropReceiveMaximum:
+			if p.ReceiveMaximum, i, ok = readUint16(b, i); ok && p.ReceiveMaximum == 0 {
+				return protocolErr("%s: Receive Maximum of 0", what) // 3.1.2.11.3, 3.2.2.3.3
 			}
-			switch id {
-			case PropPayloadFormat:
-				p.PayloadFormat = v
-			case PropRequestProblemInfo:
-				p.RequestProblemInfo = v
-			case PropRequestResponseInfo:
-				p.RequestResponseInfo = v
-			case PropMaximumQoS:
-				p.MaximumQoS = v
-			case PropRetainAvailable:
-				p.RetainAvailable = v
-			case PropWildcardAvailable:
-				p.WildcardAvailable = v
-			case PropSubIDAvailable:
-				p.SubIDAvailable = v
-			default:
-				p.SharedSubAvailable = v
+		case PropTopicAliasMaximum:
+			p.TopicAliasMaximum, i, ok = readUint16(b, i)
+		case PropTopicAlias:
+			if p.TopicAlias, i, ok = readUint16(b, i); ok && p.TopicAlias == 0 {
+				return Errorf(TopicAliasInvalid, "%s: Topic Alias of 0", what) // [MQTT-3.3.2-8]
 			}
-		case PropMessageExpiry, PropSessionExpiry, PropWillDelay, PropMaximumPacketSize:
-			if rest < 4 {
-				return malformed("%s: %s truncated", what, id)
-			}
-			v := binary.BigEndian.Uint32(b[i:])
-			i += 4
-			switch id {
-			case PropMessageExpiry:
-				p.MessageExpiry = v
-			case PropSessionExpiry:
-				p.SessionExpiry = v
-			case PropWillDelay:
-				p.WillDelay = v
-			default:
-				if v == 0 {
-					return protocolErr("%s: Maximum Packet Size of 0", what) // [MQTT-3.1.2-24 note], 3.1.2.11.4
-				}
-				p.MaximumPacketSize = v
-			}
-		case PropServerKeepAlive, PropReceiveMaximum, PropTopicAliasMaximum, PropTopicAlias:
-			if rest < 2 {
-				return malformed("%s: %s truncated", what, id)
-			}
-			v := binary.BigEndian.Uint16(b[i:])
-			i += 2
-			switch id {
-			case PropServerKeepAlive:
-				p.ServerKeepAlive = v
-			case PropReceiveMaximum:
-				if v == 0 {
-					return protocolErr("%s: Receive Maximum of 0", what) // 3.1.2.11.3, 3.2.2.3.3
-				}
-				p.ReceiveMaximum = v
-			case PropTopicAliasMaximum:
-				p.TopicAliasMaximum = v
-			default:
-				if v == 0 {
-					return Errorf(TopicAliasInvalid, "%s: Topic Alias of 0", what) // [MQTT-3.3.2-8]
-				}
-				p.TopicAlias = v
-			}
-		case PropContentType, PropResponseTopic, PropAssignedClientID, PropAuthMethod,
-			PropResponseInfo, PropServerReference, PropReasonString:
-			var s []byte
-			if s, i, err = readString(b, i, what+" "+id.String()); err != nil {
-				return err
-			}
-			switch id {
-			case PropContentType:
-				p.ContentType = s
-			case PropResponseTopic:
-				if len(s) == 0 || topicNameCheck(s) != 0 {
+		case PropContentType:
+			p.ContentType, i, err = readString(b, i, "property")
+		case PropResponseTopic:
+			if p.ResponseTopic, i, ok = readBinary(b, i); ok {
+				switch topicNameCheck(p.ResponseTopic) {
+				case MalformedPacket:
+					return badUTF8(what + " Response Topic")
+				case TopicNameInvalid:
 					// [MQTT-3.3.2-14]: a Topic Name, so no wildcards.
-					return protocolErr("%s: Response Topic %q is not a topic name", what, s)
+					return protocolErr("%s: Response Topic %q has a wildcard", what, p.ResponseTopic)
 				}
-				p.ResponseTopic = s
-			case PropAssignedClientID:
-				p.AssignedClientID = s
-			case PropAuthMethod:
-				p.AuthMethod = s
-			case PropResponseInfo:
-				p.ResponseInfo = s
-			case PropServerReference:
-				p.ServerReference = s
-			default:
-				p.ReasonString = s
+				if len(p.ResponseTopic) == 0 {
+					return protocolErr("%s: empty Response Topic", what)
+				}
 			}
-		case PropCorrelationData, PropAuthData:
-			var d []byte
-			if d, i, err = readBinary(b, i, what+" "+id.String()); err != nil {
-				return err
-			}
-			if id == PropCorrelationData {
-				p.CorrelationData = d
-			} else {
-				p.AuthData = d
-			}
+		case PropAssignedClientID:
+			p.AssignedClientID, i, err = readString(b, i, "property")
+		case PropAuthMethod:
+			p.AuthMethod, i, err = readString(b, i, "property")
+		case PropResponseInfo:
+			p.ResponseInfo, i, err = readString(b, i, "property")
+		case PropServerReference:
+			p.ServerReference, i, err = readString(b, i, "property")
+		case PropReasonString:
+			p.ReasonString, i, err = readString(b, i, "property")
+		case PropCorrelationData:
+			p.CorrelationData, i, ok = readBinary(b, i)
+		case PropAuthData:
+			p.AuthData, i, ok = readBinary(b, i)
 		case PropSubscriptionID:
 			var v int
-			if v, i, err = readVarint(b, i, true, what+" Subscription Identifier"); err != nil {
-				return err
+			if v, i, err = readVarint(b, i, true, "value"); err == nil {
+				if v == 0 {
+					return protocolErr("%s: Subscription Identifier of 0", what) // 3.3.2.3.8, 3.8.2.1.2
+				}
+				p.SubscriptionIDs = append(p.SubscriptionIDs, uint32(v))
 			}
-			if v == 0 {
-				return protocolErr("%s: Subscription Identifier of 0", what) // [MQTT-3.8.2.1.2], 3.3.2.3.8
-			}
-			p.SubscriptionIDs = append(p.SubscriptionIDs, uint32(v))
 		case PropUserProperty:
 			var k, v []byte
-			if k, i, err = readString(b, i, what+" User Property name"); err != nil {
-				return err
+			if k, i, err = readString(b, i, "name"); err == nil {
+				if v, i, err = readString(b, i, "value"); err == nil {
+					p.User = append(p.User, UserProperty{Key: k, Value: v})
+				}
 			}
-			if v, i, err = readString(b, i, what+" User Property value"); err != nil {
-				return err
-			}
-			p.User = append(p.User, UserProperty{Key: k, Value: v})
+		default:
+			return malformed("%s: property 0x%02X not allowed", what, byte(id)) // unreachable: masks
 		}
+		if err != nil {
+			return inProperty(err, what, id)
+		}
+		if !ok {
+			switch id {
+			case PropMessageExpiry, PropSessionExpiry, PropWillDelay, PropMaximumPacketSize,
+				PropServerKeepAlive, PropReceiveMaximum, PropTopicAliasMaximum, PropTopicAlias,
+				PropResponseTopic, PropCorrelationData, PropAuthData:
+				return malformed("%s: %s truncated", what, id)
+			}
+		}
+		ok = false
 	}
 	if p.Present&bit(PropAuthData) != 0 && p.Present&bit(PropAuthMethod) == 0 {
 		return protocolErr("%s: Authentication Data without Authentication Method", what) // 3.1.2.11.10
 	}
 	return nil
+}
+
+// readFlag reads a one-byte property whose only values are 0 and 1; any
+// other value is a protocol error (3.1.2.11.6-7, 3.2.2.3.4-5, 3.2.2.3.11-13, 3.3.2.3.2).
+func readFlag(b []byte, i int, what string, id PropertyID) (byte, int, error) {
+	if i >= len(b) {
+		return 0, i, malformed("%s: %s truncated", what, id)
+	}
+	if v := b[i]; v <= 1 {
+		return v, i + 1, nil
+	}
+	return 0, i, protocolErr("%s: %s has value %d, want 0 or 1", what, id, b[i])
+}
+
+func readUint16(b []byte, i int) (uint16, int, bool) {
+	if i < 0 || len(b)-i < 2 {
+		return 0, i, false
+	}
+	return binary.BigEndian.Uint16(b[i:]), i + 2, true
+}
+
+func readUint32(b []byte, i int) (uint32, int, bool) {
+	if i < 0 || len(b)-i < 4 {
+		return 0, i, false
+	}
+	return binary.BigEndian.Uint32(b[i:]), i + 4, true
+}
+
+// inPacket and inProperty add context to an error of a low-level reader.
+// Context is added only on the error path: building it eagerly (string
+// concatenation per field) would allocate on every decode.
+func inPacket(err error, what string) error {
+	e := err.(*Error)
+	return Errorf(e.Code, "%s %s", what, e.Msg)
+}
+
+func inProperty(err error, what string, id PropertyID) error {
+	e := err.(*Error)
+	return Errorf(e.Code, "%s %s %s", what, id, e.Msg)
 }
 
 // wireBits is the set of properties Append writes.

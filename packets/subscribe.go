@@ -74,16 +74,18 @@ func (s *Subscribe) Decode(version, flags byte, body []byte) error {
 		s.Properties.Reset()
 	}
 	for i < len(b) {
-		var sub Subscription
-		if sub.Filter, i, err = readBinary(b, i, "SUBSCRIBE topic filter"); err != nil {
-			return err
+		filter, next, ok := readBinary(b, i)
+		if !ok {
+			return truncated("SUBSCRIBE topic filter")
 		}
-		if err = filterCheck(sub.Filter, version, "SUBSCRIBE topic filter"); err != nil {
+		if err = filterCheck(filter, version, "SUBSCRIBE topic filter"); err != nil {
 			return err // [MQTT-3.8.3-1]
 		}
+		i = next
 		if i >= len(b) {
 			return malformed("SUBSCRIBE: missing subscription options")
 		}
+		sub := Subscription{Filter: filter}
 		opts := b[i]
 		i++
 		sub.QoS = opts & optQoS
@@ -249,10 +251,11 @@ func (u *Unsubscribe) Decode(version, flags byte, body []byte) error {
 		u.Properties.Reset()
 	}
 	for i < len(b) {
-		var f []byte
-		if f, i, err = readBinary(b, i, "UNSUBSCRIBE topic filter"); err != nil {
-			return err
+		f, next, ok := readBinary(b, i)
+		if !ok {
+			return truncated("UNSUBSCRIBE topic filter")
 		}
+		i = next
 		if err = filterCheck(f, version, "UNSUBSCRIBE topic filter"); err != nil {
 			return err // [MQTT-3.10.3-1]
 		}

@@ -1,0 +1,11 @@
+module github.com/x0a1b/promptmq/bench/codec
+
+go 1.26
+
+require (
+	github.com/eclipse/paho.golang v0.23.0
+	github.com/mochi-mqtt/server/v2 v2.7.9
+	github.com/x0a1b/promptmq v0.0.0
+)
+
+replace github.com/x0a1b/promptmq => ../..
