@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	mochi "github.com/mochi-mqtt/server/v2/packets"
 	paho "github.com/eclipse/paho.golang/packets"
+	mochi "github.com/mochi-mqtt/server/v2/packets"
 	"github.com/x0a1b/promptmq/packets"
 )
 
@@ -160,8 +160,6 @@ func pahoDecode(f *Fixture) (any, error) {
 	}
 	return nil, fmt.Errorf("paho: unexpected %s", f.Name)
 }
-
-
 
 func pahoEncoder(name string) func(buf *bytes.Buffer) error {
 	u32 := func(v uint32) *uint32 { return &v }

@@ -16,7 +16,9 @@ type Fixture struct {
 	Body    []byte // after the fixed header
 }
 
-func user(k, v string) packets.UserProperty { return packets.UserProperty{Key: []byte(k), Value: []byte(v)} }
+func user(k, v string) packets.UserProperty {
+	return packets.UserProperty{Key: []byte(k), Value: []byte(v)}
+}
 
 // PublishQoS0 is topic sensors/room1/temp with a 64 B payload.
 func PublishQoS0(version byte) *packets.Publish {

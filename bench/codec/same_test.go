@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"testing"
 
-	mochi "github.com/mochi-mqtt/server/v2/packets"
 	paho "github.com/eclipse/paho.golang/packets"
+	mochi "github.com/mochi-mqtt/server/v2/packets"
 	"github.com/x0a1b/promptmq/packets"
 )
 
