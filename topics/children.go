@@ -234,12 +234,40 @@ func (n *node) removeChild(h uint64, c *node) {
 		n.children.Store(nil)
 		return
 	}
-	all := n.allChildren(0)
-	for i := range all {
-		if all[i].node == c {
-			all = append(all[:i], all[i+1:]...)
-			n.children.Store(buildTable(all))
-			return
+	count := childCount(p)
+	if p.hash>>kindShift == kindLinear || count-1 <= linearMax {
+		all := n.allChildren(0)
+		for i := range all {
+			if all[i].node == c {
+				all = append(all[:i], all[i+1:]...)
+				n.children.Store(buildTable(all))
+				return
+			}
+		}
+		return
+	}
+	// A hashed table stays hashed: copy it once and delete by backward shift, which
+	// keeps every probe chain unbroken without tombstones.
+	mask := p.hash & lowMask
+	arr := make([]slot, 2+mask)
+	copy(arr, unsafe.Slice(p, 2+mask))
+	table := arr[1:]
+	i := h & mask
+	for table[i].node != c {
+		if table[i].node == nil {
+			return // not a child
+		}
+		i = (i + 1) & mask
+	}
+	for j := (i + 1) & mask; table[j].node != nil; j = (j + 1) & mask {
+		home := table[j].hash & mask
+		// Move j into the hole at i when its home is not cyclically in (i, j].
+		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
+			table[i] = table[j]
+			i = j
 		}
 	}
+	table[i] = slot{}
+	arr[0].hash = kindHashed<<kindShift | uint64(count-1)<<32 | mask
+	n.children.Store(&arr[0])
 }

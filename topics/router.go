@@ -95,6 +95,10 @@ type Matches struct {
 
 	publisher uint64
 	online    func(client uint64) bool
+
+	// Pad to a cache line of its own: each matching goroutine writes its Matches on
+	// every call, and two of them sharing a line would slow both (false sharing).
+	_ [64]byte
 }
 
 // Reset empties m for reuse; the IDs of earlier deliveries become invalid.
@@ -172,7 +176,16 @@ type entry struct {
 // (except each group's member list and cursor, which are atomic).
 type leafSet struct {
 	entries []entry
-	groups  []*shareGroup
+	groups  *shareGroups // nil for most filters: keeps a leafSet at 32 bytes
+}
+
+type shareGroups struct{ list []*shareGroup }
+
+func (s *leafSet) groupList() []*shareGroup {
+	if s.groups == nil {
+		return nil
+	}
+	return s.groups.list
 }
 
 // leafSetOne is a leafSet with room for its only entry in the same allocation: most
@@ -302,7 +315,7 @@ func addEntry(target *atomic.Pointer[leafSet], e entry) (replaced bool) {
 func addMember(target *atomic.Pointer[leafSet], name string, e entry) (replaced bool) {
 	old := target.Load()
 	if old != nil {
-		for _, g := range old.groups {
+		for _, g := range old.groupList() {
 			if g.name != name {
 				continue
 			}
@@ -322,9 +335,9 @@ func addMember(target *atomic.Pointer[leafSet], name string, e entry) (replaced 
 	set := &leafSet{}
 	if old != nil {
 		set.entries = old.entries
-		set.groups = append(slices.Clip(old.groups), g)
+		set.groups = &shareGroups{list: append(slices.Clip(old.groupList()), g)}
 	} else {
-		set.groups = []*shareGroup{g}
+		set.groups = &shareGroups{list: []*shareGroup{g}}
 	}
 	target.Store(set)
 	return false
@@ -422,7 +435,7 @@ func removeEntry(target *atomic.Pointer[leafSet], client uint64) bool {
 	if i < 0 {
 		return false
 	}
-	if len(old.entries) == 1 && len(old.groups) == 0 {
+	if len(old.entries) == 1 && old.groups == nil {
 		target.Store(nil)
 		return true
 	}
@@ -439,7 +452,7 @@ func removeMember(target *atomic.Pointer[leafSet], name string, client uint64) b
 	if old == nil {
 		return false
 	}
-	for gi, g := range old.groups {
+	for gi, g := range old.groupList() {
 		if g.name != name {
 			continue
 		}
@@ -454,15 +467,15 @@ func removeMember(target *atomic.Pointer[leafSet], name string, client uint64) b
 			return true
 		}
 		// The last member leaves: the group goes with it.
-		if len(old.groups) == 1 && len(old.entries) == 0 {
+		groups := slices.Delete(slices.Clone(old.groupList()), gi, gi+1)
+		switch {
+		case len(groups) == 0 && len(old.entries) == 0:
 			target.Store(nil)
-			return true
+		case len(groups) == 0:
+			target.Store(&leafSet{entries: old.entries})
+		default:
+			target.Store(&leafSet{entries: old.entries, groups: &shareGroups{list: groups}})
 		}
-		groups := slices.Delete(slices.Clone(old.groups), gi, gi+1)
-		if len(groups) == 0 {
-			groups = nil
-		}
-		target.Store(&leafSet{entries: old.entries, groups: groups})
 		return true
 	}
 	return false
@@ -546,8 +559,10 @@ func (m *Matches) collect(s *leafSet) {
 		}
 		m.hits = append(m.hits, hit{client: e.client, id: e.id, qos: e.opts.QoS, rap: e.opts.RetainAsPublished})
 	}
-	for _, g := range s.groups {
-		m.pickShared(g)
+	if s.groups != nil {
+		for _, g := range s.groups.list {
+			m.pickShared(g)
+		}
 	}
 }
 
