@@ -2,18 +2,27 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/x0a1b/promptmq/conf"
+	"github.com/x0a1b/promptmq/engine"
 )
 
-// serve runs the broker until ctx is cancelled (SIGINT or SIGTERM), then shuts it down gracefully
-// and returns. It returns an error only when the broker cannot start or stop cleanly.
-//
-// This placeholder waits for ctx; the engine replaces its body with the real broker.
+// serve runs the broker until ctx is cancelled (SIGINT or SIGTERM), then shuts it down
+// gracefully and returns. It returns an error only when the broker cannot start.
 func serve(ctx context.Context, cfg *conf.Config, logger *slog.Logger) error {
-	_ = cfg
-	<-ctx.Done()
+	b, err := engine.New(engine.Options{Config: *cfg, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("start broker: %w", err)
+	}
+	if err := b.Listen(); err != nil {
+		return err
+	}
+	for _, a := range b.Addrs() {
+		logger.Info("listening", "transport", "tcp", "addr", a.String())
+	}
+	err = b.Serve(ctx)
 	logger.Info("broker stopped")
-	return nil
+	return err
 }

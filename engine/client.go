@@ -1,0 +1,331 @@
+package engine
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/session"
+	"github.com/x0a1b/promptmq/topics"
+)
+
+// client is one network connection. Its reader goroutine (serve) owns everything not marked
+// otherwise; the writer goroutine (writeLoop) drains what the entry's lock guards.
+//
+// Lifecycle: serve reads CONNECT, attaches to a session entry, starts the writer and reads
+// packets until an error, a DISCONNECT or a kick. It then closes stop; the writer writes
+// what is left (a final DISCONNECT included) and exits; serve closes the socket and
+// detaches from the session, which decides about the will and session expiry. done is
+// closed last, so a takeover can wait for the old connection to be fully gone.
+type client struct {
+	b       *Broker
+	conn    net.Conn
+	log     *slog.Logger
+	version byte
+	id      string
+	e       *entry
+	reader  *packets.Reader
+	packet  packets.Packet
+	matches topics.Matches
+	aliases session.InboundAliases
+	// keepAlive is the negotiated keep-alive; the read deadline is 1.5 times it [MQTT-3.1.2-22].
+	keepAlive time.Duration
+	// requestProblemInfo is the client's Request Problem Information (default 1).
+	requestProblemInfo bool
+
+	// Guarded by e.mu (the writer shares them):
+	ctrl            []byte // encoded acknowledgements and control packets not yet written
+	outAliases      session.OutboundAliases
+	maxPacketSize   int // the client's Maximum Packet Size; 0: no limit but the protocol's
+	closeAfterFlush bool
+	kickReason      packets.ReasonCode
+	kicked          bool
+	writerScratch   packets.Publish
+
+	wake       chan struct{}
+	stop       chan struct{}
+	writerDone chan struct{}
+	done       chan struct{}
+	doneOnce   sync.Once
+}
+
+// errClientDisconnect ends the read loop when the client sent DISCONNECT.
+var errClientDisconnect = errors.New("client sent DISCONNECT")
+
+func newClient(b *Broker, conn net.Conn) *client {
+	return &client{
+		b:          b,
+		conn:       conn,
+		log:        b.log,
+		reader:     packets.NewReader(conn, b.cfg.Server.ReadBuffer),
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+		requestProblemInfo: true,
+	}
+}
+
+func (c *client) serve() {
+	defer c.doneOnce.Do(func() { close(c.done) })
+	defer c.conn.Close()
+	if max := c.b.cfg.MQTT.MaxPacketSize; max > 0 {
+		c.reader.SetMaxPacketSize(max)
+	}
+	present, ok := c.connect()
+	if !ok {
+		return
+	}
+	c.b.stats.Connected.Add(1)
+	c.log.Debug("client connected", "client", c.id, "version", c.version, "session_present", present, "remote", c.conn.RemoteAddr().String())
+	go c.writeLoop()
+	c.wakeWriter()
+
+	err := c.readLoop()
+	graceful := errors.Is(err, errClientDisconnect) && c.disconnectReason() == packets.NormalDisconnection
+	reason, send := c.endReason(err)
+	c.e.mu.Lock()
+	if send && c.version == packets.V5 && !c.closeAfterFlush {
+		c.ctrl = (&packets.Disconnect{Version: c.version, Reason: reason}).Append(c.ctrl)
+	}
+	c.closeAfterFlush = true
+	c.e.mu.Unlock()
+	if send {
+		c.b.stats.disconnect(reason)
+	}
+	if reason != packets.NormalDisconnection || !graceful {
+		c.log.Debug("client connection ended", "client", c.id, "reason", reason.String(), "err", err)
+	}
+	close(c.stop)
+	<-c.writerDone
+	if send {
+		c.lingerClose()
+	}
+	c.conn.Close()
+	c.b.detach(c, graceful)
+}
+
+// lingerClose half-closes a connection the broker ends for an error and discards what the
+// client still sends for a moment. Closing a socket with unread input makes the kernel send
+// RST, and the client would lose the DISCONNECT that says why before it could read it.
+func (c *client) lingerClose() {
+	tcp, ok := c.conn.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	tcp.CloseWrite()
+	tcp.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, tcp, lingerBytes)
+}
+
+const (
+	lingerTime  = time.Second
+	lingerBytes = 1 << 20
+)
+
+// disconnectReason is the reason code of the DISCONNECT the client sent.
+func (c *client) disconnectReason() packets.ReasonCode { return c.packet.Disconnect.Reason }
+
+// endReason maps how the read loop ended to the reason code the broker gives the client,
+// and whether a DISCONNECT carrying it should be sent.
+func (c *client) endReason(err error) (packets.ReasonCode, bool) {
+	c.e.mu.Lock()
+	kicked, kickReason := c.kicked, c.kickReason
+	c.e.mu.Unlock()
+	if kicked {
+		return kickReason, false // kick already queued the DISCONNECT
+	}
+	if errors.Is(err, errClientDisconnect) {
+		return packets.NormalDisconnection, false
+	}
+	var perr *packets.Error
+	if errors.As(err, &perr) {
+		return perr.Code, true
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return packets.KeepAliveTimeout, true
+	}
+	return packets.UnspecifiedError, false
+}
+
+// readLoop reads and handles packets until the connection must end.
+func (c *client) readLoop() error {
+	for {
+		if c.keepAlive > 0 {
+			c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		}
+		fh, body, err := c.reader.ReadPacket()
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return err
+			}
+			return err
+		}
+		c.b.stats.PacketsReceived.Add(1)
+		if err := c.packet.Decode(c.version, fh, body); err != nil {
+			return err
+		}
+		if err := c.handle(fh.Type); err != nil {
+			return err
+		}
+	}
+}
+
+// kick ends the connection from another goroutine: takeover, shutdown or an administrative
+// action. A 5.0 client is told why with DISCONNECT before the socket closes.
+func (c *client) kick(reason packets.ReasonCode) {
+	e := c.e
+	if e == nil {
+		c.conn.Close()
+		return
+	}
+	e.mu.Lock()
+	if c.closeAfterFlush || c.kicked {
+		e.mu.Unlock()
+		return
+	}
+	c.kicked = true
+	c.kickReason = reason
+	if c.version == packets.V5 {
+		c.ctrl = (&packets.Disconnect{Version: c.version, Reason: reason}).Append(c.ctrl)
+	}
+	c.closeAfterFlush = true
+	e.mu.Unlock()
+	c.b.stats.disconnect(reason)
+	c.wakeWriter()
+	// The reader may be parked in Read with no deadline; the writer closes the socket after
+	// its last write, and this deadline bounds the wait if the writer is itself stuck.
+	c.conn.SetReadDeadline(time.Now().Add(c.writeTimeout()))
+}
+
+func (c *client) writeTimeout() time.Duration {
+	if t := c.b.cfg.Server.WriteTimeout; t > 0 {
+		return t
+	}
+	return 10 * time.Second
+}
+
+func (c *client) wakeWriter() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// send queues an encoded control packet for the writer. The caller holds c.e.mu.
+func (c *client) queueAck(a *packets.Ack) { c.ctrl = a.Append(c.ctrl) }
+
+// writeLoop coalesces every ready packet into one buffer and writes it with one syscall:
+// the single biggest factor in throughput (see DESIGN.md, Concurrency).
+func (c *client) writeLoop() {
+	defer close(c.writerDone)
+	var buf []byte
+	for {
+		stopping := false
+		select {
+		case <-c.wake:
+		case <-c.stop:
+			stopping = true
+		}
+		for {
+			var closeNow bool
+			buf, closeNow = c.fill(buf[:0], stopping)
+			if len(buf) > 0 {
+				c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+				if _, err := c.conn.Write(buf); err != nil {
+					c.conn.Close()
+					c.drainUntilStop()
+					return
+				}
+			}
+			if cap(buf) > 256<<10 {
+				buf = nil // a burst must not pin a large buffer to an idle connection
+			}
+			if closeNow {
+				c.conn.Close()
+				c.drainUntilStop()
+				return
+			}
+			if len(buf) == 0 {
+				break
+			}
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// drainUntilStop parks a writer whose socket is gone until the reader notices, so the
+// reader's close(stop) never blocks and wakes are absorbed.
+func (c *client) drainUntilStop() {
+	for {
+		select {
+		case <-c.wake:
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// maxWriteBatch bounds one write so a deep queue does not build one huge buffer.
+const maxWriteBatch = 64 << 10
+
+// fill appends every packet ready to go: control packets first (acknowledgements are never
+// held behind messages), then queued messages as far as the client's Receive Maximum
+// allows. It reports whether the connection should close once buf is written.
+func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
+	e := c.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	buf = append(buf, c.ctrl...)
+	c.ctrl = c.ctrl[:0]
+	if cap(c.ctrl) > 64<<10 {
+		c.ctrl = nil
+	}
+	if c.closeAfterFlush || stopping {
+		// After a kick the writer closes the socket to end the reader's Read; when the
+		// reader itself is stopping, it closes (and lingers) itself.
+		return buf, c.kicked && !stopping
+	}
+	t := now()
+	for len(buf) < maxWriteBatch {
+		o, ok := e.s.Next(t)
+		if !ok {
+			break
+		}
+		buf = c.appendPublish(buf, o, t)
+	}
+	return buf, false
+}
+
+// appendPublish encodes one delivery. A PUBLISH larger than the client's Maximum Packet Size
+// is not sent and the delivery is dropped [MQTT-3.1.2-25]. The caller holds c.e.mu.
+func (c *client) appendPublish(buf []byte, o *session.Outgoing, t int64) []byte {
+	start := len(buf)
+	var alias uint16
+	var known bool
+	if c.version == packets.V5 {
+		alias, known = c.outAliases.Lookup(o.Message.Topic)
+	}
+	buf = session.AppendPublish(buf, &c.writerScratch, c.version, o, t, alias, known)
+	if c.maxPacketSize > 0 && len(buf)-start > c.maxPacketSize {
+		buf = buf[:start]
+		if alias != 0 && !known {
+			c.outAliases.Forget(o.Message.Topic, alias)
+		}
+		if o.QoS > 0 {
+			c.e.s.DropInflight(o.PacketID)
+		}
+		c.b.stats.dropped(session.DropTooLarge, 1)
+		return buf
+	}
+	o.Sent = true
+	c.b.stats.MessagesSent.Add(1)
+	return buf
+}

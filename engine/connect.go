@@ -1,0 +1,232 @@
+package engine
+
+import (
+	"errors"
+	"time"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/session"
+)
+
+// connect reads and answers CONNECT. It returns whether the connection continues, attached
+// to c.e, with CONNACK (and any resent inflight messages) queued for the writer.
+func (c *client) connect() (sessionPresent bool, ok bool) {
+	if t := c.b.cfg.Server.ConnectTimeout; t > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(t))
+	}
+	fh, body, err := c.reader.ReadPacket()
+	if err != nil {
+		c.log.Debug("no CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+		return false, false
+	}
+	if fh.Type != packets.TypeConnect {
+		return false, false // [MQTT-3.1.0-1]
+	}
+	c.conn.SetReadDeadline(time.Time{})
+	p := &c.packet.Connect
+	if err := p.Decode(body); err != nil {
+		var perr *packets.Error
+		code := packets.MalformedPacket
+		if errors.As(err, &perr) {
+			code = perr.Code
+		}
+		c.log.Debug("bad CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+		c.refuse(p.Version, code)
+		return false, false
+	}
+	c.version = p.Version
+
+	if p.Properties.Has(packets.PropAuthMethod) {
+		// No enhanced authentication method is supported [MQTT-4.12.0-1].
+		c.refuse(c.version, packets.BadAuthenticationMethod)
+		return false, false
+	}
+	if max := c.b.cfg.MQTT.MaxConnections; max > 0 && c.b.connections.Load() >= int64(max) {
+		c.refuse(c.version, packets.QuotaExceeded)
+		return false, false
+	}
+
+	var connack packets.Connack
+	connack.Version = c.version
+	id := string(p.ClientID)
+	if id == "" {
+		switch {
+		case c.version == packets.V5:
+			id = assignClientID() // [MQTT-3.1.3-6]
+			connack.Properties.Set(packets.PropAssignedClientID)
+			connack.Properties.AssignedClientID = []byte(id)
+		case c.version == packets.V311 && p.CleanStart:
+			id = assignClientID() // [MQTT-3.1.3-6]
+		default:
+			c.refuse(c.version, packets.ClientIdentifierNotValid) // [MQTT-3.1.3-8]
+			return false, false
+		}
+	}
+	c.id = id
+
+	// Keep alive: a request above mqtt.keep-alive gets Server Keep Alive [MQTT-3.2.2-21].
+	keepAlive := int(p.KeepAlive)
+	if max := c.b.cfg.MQTT.KeepAlive; max > 0 && max < 65535 && keepAlive > max && c.version == packets.V5 {
+		keepAlive = max
+		connack.Properties.Set(packets.PropServerKeepAlive)
+		connack.Properties.ServerKeepAlive = uint16(max)
+	}
+	c.keepAlive = time.Duration(keepAlive) * time.Second
+
+	expiry := uint32(0)
+	if c.version == packets.V5 {
+		if p.Properties.Has(packets.PropSessionExpiry) {
+			expiry = p.Properties.SessionExpiry
+		}
+	} else if !p.CleanStart {
+		expiry = 0xFFFFFFFF // a 3.x persistent session lasts until clean session 1
+	}
+	if max := uint32(c.b.cfg.MQTT.MaxSessionExpiry / time.Second); max > 0 && expiry > max {
+		expiry = max
+		if c.version == packets.V5 {
+			connack.Properties.Set(packets.PropSessionExpiry)
+			connack.Properties.SessionExpiry = max
+		}
+	}
+	sendQuota := 65535
+	if p.Properties.Has(packets.PropReceiveMaximum) {
+		sendQuota = int(p.Properties.ReceiveMaximum)
+	}
+	maxPacket := 0
+	if p.Properties.Has(packets.PropMaximumPacketSize) {
+		maxPacket = int(p.Properties.MaximumPacketSize)
+	}
+	topicAliasMax := uint16(0)
+	if p.Properties.Has(packets.PropTopicAliasMaximum) {
+		topicAliasMax = p.Properties.TopicAliasMaximum
+	}
+	if p.Properties.Has(packets.PropRequestProblemInfo) {
+		c.requestProblemInfo = p.Properties.RequestProblemInfo == 1
+	}
+
+	var will *session.Will
+	if p.WillFlag {
+		if p.WillQoS > byte(c.b.cfg.MQTT.MaxQoS) {
+			c.refuse(c.version, packets.QoSNotSupported) // [MQTT-3.2.2-12]
+			return false, false
+		}
+		if p.WillRetain && !c.b.cfg.MQTT.RetainAvailable {
+			c.refuse(c.version, packets.RetainNotSupported) // [MQTT-3.2.2-13]
+			return false, false
+		}
+		wp := packets.Publish{Version: c.version, QoS: p.WillQoS, Retain: p.WillRetain, Topic: p.WillTopic, Payload: p.WillPayload, Properties: p.WillProperties}
+		will = &session.Will{Message: session.NewMessage(&wp, p.WillTopic, 0, now(), c.maxMessageExpiry())}
+		if p.WillProperties.Has(packets.PropWillDelay) {
+			will.Delay = p.WillProperties.WillDelay
+		}
+	}
+
+	c.b.connections.Add(1)
+	e, present, ok := c.b.attach(c, id, p.CleanStart, expiry, will)
+	if !ok {
+		c.b.connections.Add(-1)
+		c.refuse(c.version, packets.ServerUnavailable)
+		return false, false
+	}
+	if c.version != packets.V5 && p.CleanStart {
+		present = false
+	}
+	connack.SessionPresent = present // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
+	connack.Reason = packets.Success
+	if c.version == packets.V5 {
+		c.addConnackProperties(&connack.Properties)
+	}
+	c.aliases.Maximum = uint16(c.b.cfg.MQTT.MaxTopicAlias)
+
+	e.mu.Lock()
+	e.s.SendQuota = sendQuota
+	c.maxPacketSize = maxPacket
+	c.outAliases.Reset(topicAliasMax)
+	c.ctrl = connack.Append(c.ctrl)
+	// Resume: unacknowledged messages go again, with DUP, before anything new [MQTT-4.4.0-1].
+	var tooLarge []uint16
+	t := now()
+	e.s.Resend(func(o *session.Outgoing) {
+		if o.Released {
+			c.queueAck(&packets.Ack{Type: packets.TypePubrel, Version: c.version, PacketID: o.PacketID})
+			return
+		}
+		start := len(c.ctrl)
+		c.ctrl = session.AppendPublish(c.ctrl, &c.writerScratch, c.version, o, t, 0, false)
+		if c.maxPacketSize > 0 && len(c.ctrl)-start > c.maxPacketSize {
+			c.ctrl = c.ctrl[:start]
+			tooLarge = append(tooLarge, o.PacketID)
+		}
+	})
+	for _, id := range tooLarge {
+		e.s.DropInflight(id)
+		c.b.stats.dropped(session.DropTooLarge, 1)
+	}
+	e.mu.Unlock()
+	return present, true
+}
+
+func (c *client) addConnackProperties(props *packets.Properties) {
+	m := &c.b.cfg.MQTT
+	if m.MaxInflight > 0 && m.MaxInflight < 65535 {
+		props.Set(packets.PropReceiveMaximum)
+		props.ReceiveMaximum = uint16(m.MaxInflight)
+	}
+	if m.MaxQoS < 2 {
+		props.Set(packets.PropMaximumQoS)
+		props.MaximumQoS = byte(m.MaxQoS)
+	}
+	if !m.RetainAvailable {
+		props.Set(packets.PropRetainAvailable)
+		props.RetainAvailable = 0
+	}
+	if m.MaxPacketSize > 0 {
+		props.Set(packets.PropMaximumPacketSize)
+		props.MaximumPacketSize = uint32(m.MaxPacketSize)
+	}
+	if m.MaxTopicAlias > 0 {
+		props.Set(packets.PropTopicAliasMaximum)
+		props.TopicAliasMaximum = uint16(m.MaxTopicAlias)
+	}
+	if !m.WildcardAvailable {
+		props.Set(packets.PropWildcardAvailable)
+		props.WildcardAvailable = 0
+	}
+	if !m.SubscriptionIDAvailable {
+		props.Set(packets.PropSubIDAvailable)
+		props.SubIDAvailable = 0
+	}
+	if !m.SharedSubAvailable {
+		props.Set(packets.PropSharedSubAvailable)
+		props.SharedSubAvailable = 0
+	}
+}
+
+func (c *client) maxMessageExpiry() uint32 {
+	return uint32(c.b.cfg.MQTT.MaxMessageExpiry / time.Second)
+}
+
+// refuse answers a CONNECT with an error CONNACK in the client's version and ends the
+// connection [MQTT-3.2.2-6]. A 3.x client gets the nearest 3.1.1 return code.
+func (c *client) refuse(version byte, code packets.ReasonCode) {
+	c.b.stats.disconnect(code)
+	var buf []byte
+	switch version {
+	case packets.V5:
+		buf = (&packets.Connack{Version: version, Reason: code}).Append(nil)
+	case packets.V31, packets.V311:
+		buf = (&packets.Connack{Version: version, Reason: packets.ReasonCode(packets.ConnackCode311(code))}).Append(nil)
+	default:
+		if code != packets.UnsupportedProtocolVersion {
+			return // not CONNECT as any version knows it: close without a CONNACK
+		}
+		if version > packets.V5 {
+			// A newer client most likely parses the 5.0 form.
+			buf = (&packets.Connack{Version: packets.V5, Reason: code}).Append(nil)
+		} else {
+			buf = (&packets.Connack{Version: packets.V311, Reason: packets.ReasonCode(packets.ConnackCode311(code))}).Append(nil)
+		}
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+	c.conn.Write(buf)
+}

@@ -1,0 +1,317 @@
+package engine
+
+import (
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/session"
+	"github.com/x0a1b/promptmq/topics"
+)
+
+// handle acts on the packet just decoded into c.packet. An error ends the connection; a
+// *packets.Error carries the reason code the client is given.
+func (c *client) handle(t packets.Type) error {
+	switch t {
+	case packets.TypePublish:
+		return c.onPublish(&c.packet.Publish)
+	case packets.TypePuback, packets.TypePubrec, packets.TypePubrel, packets.TypePubcomp:
+		return c.onAck(&c.packet.Ack)
+	case packets.TypeSubscribe:
+		return c.onSubscribe(&c.packet.Subscribe)
+	case packets.TypeUnsubscribe:
+		return c.onUnsubscribe(&c.packet.Unsubscribe)
+	case packets.TypePingreq:
+		c.e.mu.Lock()
+		c.ctrl = packets.AppendPingresp(c.ctrl) // [MQTT-3.12.4-1]
+		c.e.mu.Unlock()
+		c.wakeWriter()
+		return nil
+	case packets.TypeDisconnect:
+		return c.onDisconnect(&c.packet.Disconnect)
+	case packets.TypeAuth:
+		// No authentication method was agreed at CONNECT, so AUTH is a protocol error
+		// [MQTT-4.12.0-7]? The method must match the CONNECT's; there was none.
+		return packets.Errorf(packets.ProtocolError, "AUTH without an authentication method")
+	case packets.TypeConnect:
+		return packets.Errorf(packets.ProtocolError, "second CONNECT") // [MQTT-3.1.0-2]
+	default:
+		return packets.Errorf(packets.ProtocolError, "%v is not sent by clients", t)
+	}
+}
+
+func (c *client) onPublish(p *packets.Publish) error {
+	cfg := &c.b.cfg.MQTT
+	if int(p.QoS) > cfg.MaxQoS {
+		return packets.Errorf(packets.QoSNotSupported, "QoS %d above maximum %d", p.QoS, cfg.MaxQoS) // [MQTT-3.2.2-11]
+	}
+	if p.Retain && !cfg.RetainAvailable {
+		return packets.Errorf(packets.RetainNotSupported, "retain is not available") // [MQTT-3.2.2-14]
+	}
+	topic := p.Topic
+	if c.version == packets.V5 {
+		var err error
+		if topic, err = c.aliases.Resolve(p); err != nil {
+			return err
+		}
+	}
+	if err := topics.ValidateName(unsafe.String(unsafe.SliceData(topic), len(topic)), topics.Limits{}); err != nil {
+		return packets.Errorf(packets.TopicNameInvalid, "%v", err)
+	}
+	if p.Properties.Has(packets.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
+		return packets.Errorf(packets.PayloadFormatInvalid, "payload is not UTF-8 as its format indicator says") // [MQTT-3.3.2-4]
+	}
+
+	e := c.e
+	if p.QoS == 2 {
+		e.mu.Lock()
+		first := e.s.InboundQoS2(p.PacketID)
+		pending := e.s.InboundPending()
+		e.mu.Unlock()
+		if first && pending > c.receiveMaximum() {
+			return packets.Errorf(packets.ReceiveMaximumExceeded, "more than %d QoS 2 publishes unacknowledged", c.receiveMaximum()) // [MQTT-3.3.4-9]
+		}
+		if !first {
+			// A retransmission of an id still held: acknowledge, do not deliver again
+			// [MQTT-4.3.3-10].
+			c.ack(packets.TypePubrec, p.PacketID, packets.Success)
+			return nil
+		}
+	}
+	if max := c.b.cfg.MQTT.MaxMemory; max > 0 && c.b.memory.Load() >= max {
+		c.b.stats.dropped(session.DropMemory, 1)
+		switch {
+		case p.QoS == 0:
+			return nil
+		case c.version == packets.V5:
+			if p.QoS == 2 {
+				e.mu.Lock()
+				e.s.Release(p.PacketID)
+				e.mu.Unlock()
+				c.ack(packets.TypePubrec, p.PacketID, packets.QuotaExceeded)
+			} else {
+				c.ack(packets.TypePuback, p.PacketID, packets.QuotaExceeded)
+			}
+			return nil
+		default:
+			// 3.x has no way to refuse a PUBLISH; acknowledging it would be a lie, so
+			// the client is disconnected and will send it again elsewhere or later.
+			return packets.Errorf(packets.QuotaExceeded, "max-memory reached")
+		}
+	}
+
+	msg := session.NewMessage(p, topic, e.s.Key, now(), c.maxMessageExpiry())
+	c.b.route(msg, &c.matches)
+	switch p.QoS {
+	case 1:
+		c.ack(packets.TypePuback, p.PacketID, packets.Success) // [MQTT-4.3.2-2]
+	case 2:
+		c.ack(packets.TypePubrec, p.PacketID, packets.Success) // [MQTT-4.3.3-9]
+	}
+	return nil
+}
+
+// receiveMaximum is the broker's Receive Maximum: inbound QoS 2 publishes allowed in flight.
+func (c *client) receiveMaximum() int {
+	if m := c.b.cfg.MQTT.MaxInflight; m > 0 {
+		return m
+	}
+	return 65535
+}
+
+func (c *client) ack(t packets.Type, id uint16, reason packets.ReasonCode) {
+	c.e.mu.Lock()
+	c.queueAck(&packets.Ack{Type: t, Version: c.version, PacketID: id, Reason: reason})
+	c.e.mu.Unlock()
+	c.wakeWriter()
+}
+
+func (c *client) onAck(a *packets.Ack) error {
+	e := c.e
+	e.mu.Lock()
+	wake := false
+	switch a.Type {
+	case packets.TypePuback:
+		wake = e.s.Acked(a.PacketID)
+	case packets.TypePubrec:
+		failed := a.Reason >= 0x80
+		if e.s.Received(a.PacketID, failed) {
+			if failed {
+				wake = true // the window slot is free
+			} else {
+				c.queueAck(&packets.Ack{Type: packets.TypePubrel, Version: c.version, PacketID: a.PacketID}) // [MQTT-4.3.3-4]
+				wake = true
+			}
+		} else if !failed {
+			c.queueAck(&packets.Ack{Type: packets.TypePubrel, Version: c.version, PacketID: a.PacketID, Reason: packets.PacketIdentifierNotFound})
+			wake = true
+		}
+	case packets.TypePubrel:
+		reason := packets.Success
+		if !e.s.Release(a.PacketID) {
+			reason = packets.PacketIdentifierNotFound
+		}
+		c.queueAck(&packets.Ack{Type: packets.TypePubcomp, Version: c.version, PacketID: a.PacketID, Reason: reason}) // [MQTT-4.3.3-11]
+		wake = true
+	case packets.TypePubcomp:
+		wake = e.s.Completed(a.PacketID)
+	}
+	e.mu.Unlock()
+	if wake {
+		c.wakeWriter()
+	}
+	return nil
+}
+
+// retainedWanted is a subscription that asked for the retained messages of its filter.
+type retainedWanted struct {
+	filter string
+	qos    byte
+	id     uint32
+}
+
+func (c *client) onSubscribe(p *packets.Subscribe) error {
+	var subID uint32
+	if len(p.Properties.SubscriptionIDs) > 0 {
+		if !c.b.cfg.MQTT.SubscriptionIDAvailable {
+			return packets.Errorf(packets.SubscriptionIdentifiersNotSupported, "subscription identifiers are not available") // [MQTT-3.8.2-?]
+		}
+		subID = p.Properties.SubscriptionIDs[0]
+	}
+	suback := packets.Suback{Version: c.version, PacketID: p.PacketID, Reasons: make([]packets.ReasonCode, 0, len(p.Subscriptions))}
+	var wanted []retainedWanted
+	for i := range p.Subscriptions {
+		code, err := c.subscribeOne(&p.Subscriptions[i], subID, &wanted)
+		if err != nil {
+			return err
+		}
+		suback.Reasons = append(suback.Reasons, code)
+	}
+	c.e.mu.Lock()
+	c.ctrl = suback.Append(c.ctrl) // SUBACK precedes the retained messages [MQTT-3.8.4-1]
+	c.e.mu.Unlock()
+	for _, w := range wanted {
+		c.sendRetained(w)
+	}
+	c.wakeWriter()
+	return nil
+}
+
+// subscribeOne handles one filter of a SUBSCRIBE and returns its reason code (a 3.x SUBACK
+// knows only the granted QoS and 0x80).
+func (c *client) subscribeOne(s *packets.Subscription, subID uint32, wanted *[]retainedWanted) (packets.ReasonCode, error) {
+	cfg := &c.b.cfg.MQTT
+	filter := string(s.Filter)
+	fail := func(code packets.ReasonCode) (packets.ReasonCode, error) {
+		if c.version != packets.V5 {
+			return packets.UnspecifiedError, nil
+		}
+		return code, nil
+	}
+	if err := topics.ValidateFilter(filter, topics.Limits{}); err != nil {
+		return fail(packets.TopicFilterInvalid)
+	}
+	group, inner, shared := topics.ParseShare(filter)
+	_ = group
+	if shared {
+		if !cfg.SharedSubAvailable {
+			return fail(packets.SharedSubscriptionsNotSupported) // [MQTT-3.8.3-?]
+		}
+		if s.NoLocal {
+			return 0, packets.Errorf(packets.ProtocolError, "No Local on a shared subscription") // [MQTT-3.8.3-4]
+		}
+	} else {
+		inner = filter
+	}
+	if !cfg.WildcardAvailable && hasWildcard(inner) {
+		return fail(packets.WildcardSubscriptionsNotSupported)
+	}
+	qos := min(s.QoS, byte(cfg.MaxQoS)) // [MQTT-3.2.2-9]
+	opts := topics.SubOptions{QoS: qos, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling}
+	if c.version != packets.V5 {
+		opts.NoLocal, opts.RetainAsPublished, opts.RetainHandling = false, false, 0
+	}
+	e := c.e
+	e.mu.Lock()
+	replaced, err := c.b.router.Subscribe(topics.Subscription{Client: e.s.Key, Filter: filter, Options: opts, ID: subID})
+	if err == nil {
+		e.s.Subscriptions[filter] = session.Subscription{Filter: filter, Options: opts, ID: subID}
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return fail(packets.TopicFilterInvalid)
+	}
+	// Retain Handling: 0 sends retained messages, 1 only for a new subscription, 2 never; a
+	// shared subscription never gets them [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+	if !shared && (opts.RetainHandling == 0 || (opts.RetainHandling == 1 && !replaced)) {
+		*wanted = append(*wanted, retainedWanted{filter: filter, qos: qos, id: subID})
+	}
+	return packets.ReasonCode(qos), nil // [MQTT-3.9.3-?]: the granted QoS
+}
+
+func hasWildcard(filter string) bool {
+	for i := 0; i < len(filter); i++ {
+		if filter[i] == '+' || filter[i] == '#' {
+			return true
+		}
+	}
+	return false
+}
+
+// sendRetained queues every retained message matching a new subscription, with RETAIN set
+// [MQTT-3.3.1-9].
+func (c *client) sendRetained(w retainedWanted) {
+	t := now()
+	var ids []uint32
+	if w.id != 0 {
+		ids = []uint32{w.id}
+	}
+	e := c.e
+	e.mu.Lock()
+	c.b.retained.Visit(w.filter, func(_ string, msg *session.Message) bool {
+		if msg.Expired(t) {
+			return true
+		}
+		e.s.Enqueue(session.Outgoing{Message: msg, QoS: min(w.qos, msg.QoS), Retain: true, SubscriptionIDs: ids}, true)
+		return true
+	})
+	e.mu.Unlock()
+}
+
+func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
+	unsuback := packets.Unsuback{Version: c.version, PacketID: p.PacketID, Reasons: make([]packets.ReasonCode, 0, len(p.Filters))}
+	e := c.e
+	e.mu.Lock()
+	for _, f := range p.Filters {
+		filter := string(f)
+		code := packets.NoSubscriptionExisted // [MQTT-3.11.3-?]
+		if _, ok := e.s.Subscriptions[filter]; ok {
+			delete(e.s.Subscriptions, filter)
+			c.b.router.Unsubscribe(e.s.Key, filter)
+			code = packets.Success
+		}
+		unsuback.Reasons = append(unsuback.Reasons, code)
+	}
+	c.ctrl = unsuback.Append(c.ctrl) // [MQTT-3.10.4-4]
+	e.mu.Unlock()
+	c.wakeWriter()
+	return nil
+}
+
+func (c *client) onDisconnect(p *packets.Disconnect) error {
+	if c.version == packets.V5 && p.Properties.Has(packets.PropSessionExpiry) {
+		e := c.e
+		e.mu.Lock()
+		was := e.s.ExpiryInterval
+		if was == 0 && p.Properties.SessionExpiry != 0 {
+			e.mu.Unlock()
+			return packets.Errorf(packets.ProtocolError, "session expiry set at DISCONNECT after 0 at CONNECT") // [MQTT-3.14.2-2]
+		}
+		e.s.ExpiryInterval = p.Properties.SessionExpiry
+		if max := uint32(c.b.cfg.MQTT.MaxSessionExpiry.Seconds()); max > 0 && e.s.ExpiryInterval > max {
+			e.s.ExpiryInterval = max
+		}
+		e.mu.Unlock()
+	}
+	return errClientDisconnect
+}

@@ -1,0 +1,251 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/session"
+	"github.com/x0a1b/promptmq/topics"
+)
+
+// neverExpires is the Session Expiry Interval that means the session does not expire.
+const neverExpires = 0xFFFFFFFF
+
+// attach binds connection c to the session of id: it takes over a live connection of the
+// same id (which gets DISCONNECT 0x8E and is waited for [MQTT-3.1.4-3]), cancels a pending
+// will and expiry, and ends the old session on Clean Start [MQTT-3.1.2-4]. It reports
+// whether a session was present.
+func (b *Broker) attach(c *client, id string, cleanStart bool, expiry uint32, will *session.Will) (*entry, bool, bool) {
+	for {
+		b.mu.Lock()
+		if b.closing {
+			b.mu.Unlock()
+			return nil, false, false
+		}
+		e := b.sessions[id]
+		if e != nil {
+			e.mu.Lock()
+			old := e.client
+			e.mu.Unlock()
+			if old != nil {
+				b.mu.Unlock()
+				old.kick(packets.SessionTakenOver)
+				select {
+				case <-old.done:
+				case <-time.After(2 * c.writeTimeout()):
+					b.log.Warn("takeover: previous connection did not end in time", "client", id)
+					return nil, false, false
+				}
+				continue
+			}
+		}
+		var pendingWill *session.Will
+		if e != nil {
+			e.mu.Lock()
+			if e.willTimer != nil {
+				e.willTimer.Stop()
+				e.willTimer = nil
+			}
+			if e.expiryTimer != nil {
+				e.expiryTimer.Stop()
+				e.expiryTimer = nil
+			}
+			// A new connection before the Will Delay Interval cancels the will
+			// [MQTT-3.1.3-9], unless the session ends now, which publishes it.
+			pendingWill, e.pendingWill = e.pendingWill, nil
+			e.mu.Unlock()
+			if cleanStart {
+				b.endSessionLocked(e)
+				e = nil
+			} else {
+				pendingWill = nil
+			}
+		}
+		present := e != nil
+		if e == nil {
+			e = &entry{}
+			e.s = session.New(id, 0, b.limits)
+			e.s.Key = b.registry.add(e)
+			b.sessions[id] = e
+		}
+		e.mu.Lock()
+		e.client = c
+		e.online.Store(true)
+		e.s.Version = c.version
+		e.s.ExpiryInterval = expiry
+		e.s.Will = will
+		e.mu.Unlock()
+		c.e = e
+		b.clients[c] = struct{}{}
+		b.mu.Unlock()
+		if pendingWill != nil {
+			b.publishWill(pendingWill)
+		}
+		return e, present, true
+	}
+}
+
+// detach runs when connection c has ended. graceful is a DISCONNECT with reason 0x00, which
+// discards the will [MQTT-3.1.2-10]; otherwise the will is published now, or after its
+// delay, and in any case no later than the session's end [MQTT-3.1.3-9].
+func (b *Broker) detach(c *client, graceful bool) {
+	b.connections.Add(-1)
+	e := c.e
+	b.mu.Lock()
+	delete(b.clients, c)
+	e.mu.Lock()
+	if e.client != c {
+		e.mu.Unlock()
+		b.mu.Unlock()
+		return
+	}
+	e.client = nil
+	e.online.Store(false)
+	will := e.s.Will
+	e.s.Will = nil
+	if graceful {
+		will = nil
+	}
+	expiry := e.s.ExpiryInterval
+	var publishNow *session.Will
+	if will != nil {
+		if will.Delay == 0 || expiry == 0 {
+			publishNow = will
+		} else {
+			e.pendingWill = will
+			delay := time.Duration(will.Delay) * time.Second
+			if expiry != neverExpires {
+				delay = min(delay, time.Duration(expiry)*time.Second)
+			}
+			e.willTimer = time.AfterFunc(delay, func() { b.willDue(e) })
+		}
+	}
+	if expiry != 0 && expiry != neverExpires {
+		e.expiryTimer = time.AfterFunc(time.Duration(expiry)*time.Second, func() { b.expire(e) })
+	}
+	e.mu.Unlock()
+	if expiry == 0 {
+		b.endSessionLocked(e)
+	}
+	b.mu.Unlock()
+	if publishNow != nil {
+		b.publishWill(publishNow)
+	}
+}
+
+// willDue publishes a delayed will whose delay has passed with no new connection.
+func (b *Broker) willDue(e *entry) {
+	e.mu.Lock()
+	will := e.pendingWill
+	e.pendingWill = nil
+	e.willTimer = nil
+	e.mu.Unlock()
+	if will != nil {
+		b.publishWill(will)
+	}
+}
+
+// expire ends a session whose expiry interval passed while it had no connection.
+func (b *Broker) expire(e *entry) {
+	b.mu.Lock()
+	e.mu.Lock()
+	live := e.client != nil || e.ended
+	e.expiryTimer = nil
+	e.mu.Unlock()
+	var will *session.Will
+	if !live {
+		will = b.endSessionLocked(e)
+	}
+	b.mu.Unlock()
+	if will != nil {
+		b.publishWill(will)
+	}
+}
+
+// endSessionLocked removes a session: its subscriptions, queue and registry slot. It returns
+// a will still pending, which the caller publishes once no lock is held. b.mu is held.
+func (b *Broker) endSessionLocked(e *entry) *session.Will {
+	e.mu.Lock()
+	if e.ended {
+		e.mu.Unlock()
+		return nil
+	}
+	e.ended = true
+	if e.willTimer != nil {
+		e.willTimer.Stop()
+		e.willTimer = nil
+	}
+	if e.expiryTimer != nil {
+		e.expiryTimer.Stop()
+		e.expiryTimer = nil
+	}
+	will := e.pendingWill
+	e.pendingWill = nil
+	for filter := range e.s.Subscriptions {
+		b.router.Unsubscribe(e.s.Key, filter)
+	}
+	clear(e.s.Subscriptions)
+	e.s.Clear()
+	id := e.s.ClientID
+	e.mu.Unlock()
+	if b.sessions[id] == e {
+		delete(b.sessions, id)
+	}
+	b.registry.remove(e.key)
+	return will
+}
+
+func (b *Broker) publishWill(w *session.Will) {
+	var m topics.Matches
+	b.route(w.Message, &m)
+}
+
+// route delivers msg to every matching subscription and updates the retained index.
+func (b *Broker) route(msg *session.Message, m *topics.Matches) {
+	b.stats.MessagesReceived.Add(1)
+	if msg.Retain {
+		if len(msg.Payload) == 0 {
+			b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
+		} else {
+			b.retained.Set(msg.Topic, msg, msg.Size()) // [MQTT-3.3.1-5]
+		}
+	}
+	m.Reset()
+	b.router.Match(msg.Topic, msg.Publisher, b.online, m)
+	for i := range m.Deliveries {
+		d := &m.Deliveries[i]
+		e := b.registry.get(d.Client)
+		if e == nil {
+			continue
+		}
+		qos := min(d.QoS, msg.QoS) // [MQTT-3.8.4-8]
+		// Retain As Published keeps the flag; otherwise a forwarded message has it clear
+		// [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+		retain := msg.Retain && d.RetainAsPublished
+		b.deliver(e, session.Outgoing{Message: msg, QoS: qos, Retain: retain, SubscriptionIDs: cloneIDs(d.IDs)})
+	}
+}
+
+// cloneIDs copies subscription identifiers out of the router's scratch; most deliveries have
+// none and cost nothing.
+func cloneIDs(ids []uint32) []uint32 {
+	if len(ids) == 0 {
+		return nil
+	}
+	return append([]uint32(nil), ids...)
+}
+
+// deliver queues o for the session of e and wakes its writer.
+func (b *Broker) deliver(e *entry, o session.Outgoing) {
+	e.mu.Lock()
+	if e.ended {
+		e.mu.Unlock()
+		return
+	}
+	c := e.client
+	queued := e.s.Enqueue(o, c != nil)
+	e.mu.Unlock()
+	if queued && c != nil {
+		c.wakeWriter()
+	}
+}

@@ -1,0 +1,27 @@
+package engine
+
+import (
+	"sync/atomic"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/session"
+)
+
+// Stats are the broker's counters. Each is one atomic add on the hot path; gauges (clients,
+// sessions, queued bytes) are computed when read.
+type Stats struct {
+	Accepted         atomic.Uint64
+	Connected        atomic.Uint64
+	PacketsReceived  atomic.Uint64
+	MessagesReceived atomic.Uint64
+	MessagesSent     atomic.Uint64
+	Dropped          [session.NumDropReasons]atomic.Uint64
+	// Disconnects counts connections the broker ended, by the reason code it gave.
+	Disconnects [256]atomic.Uint64
+}
+
+func (s *Stats) dropped(reason session.DropReason, n int) {
+	s.Dropped[reason].Add(uint64(n))
+}
+
+func (s *Stats) disconnect(code packets.ReasonCode) { s.Disconnects[code].Add(1) }
