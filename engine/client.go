@@ -59,14 +59,14 @@ var errClientDisconnect = errors.New("client sent DISCONNECT")
 
 func newClient(b *Broker, conn net.Conn) *client {
 	return &client{
-		b:          b,
-		conn:       conn,
-		log:        b.log,
-		reader:     packets.NewReader(conn, b.cfg.Server.ReadBuffer),
-		wake:       make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		writerDone: make(chan struct{}),
-		done:       make(chan struct{}),
+		b:                  b,
+		conn:               conn,
+		log:                b.log,
+		reader:             packets.NewReader(conn, b.cfg.Server.ReadBuffer),
+		wake:               make(chan struct{}, 1),
+		stop:               make(chan struct{}),
+		writerDone:         make(chan struct{}),
+		done:               make(chan struct{}),
 		requestProblemInfo: true,
 	}
 }
