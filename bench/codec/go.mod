@@ -8,4 +8,9 @@ require (
 	github.com/x0a1b/promptmq v0.0.0
 )
 
+require (
+	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/rs/xid v1.4.0 // indirect
+)
+
 replace github.com/x0a1b/promptmq => ../..
