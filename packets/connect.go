@@ -42,9 +42,9 @@ const maxClientID31 = 23
 // The fixed-header flags must be checked by the caller (Packet.Decode does).
 func (c *Connect) Decode(body []byte) error {
 	b := body
-	name, i, err := readString(b, 0, "CONNECT protocol name")
-	if err != nil {
-		return err
+	name, i, ok := readString(b, 0)
+	if !ok {
+		return stringErr(b, 0, "CONNECT protocol name")
 	}
 	if i >= len(b) {
 		return malformed("CONNECT: truncated before protocol level")
@@ -84,6 +84,7 @@ func (c *Connect) Decode(body []byte) error {
 		return malformed("CONNECT: password without user name") // [MQTT-3.1.2-22] of 3.1.1
 	}
 
+	var err error
 	if c.Version == V5 {
 		if i, err = readProperties(&c.Properties, b, i, connectProps, "CONNECT"); err != nil {
 			return err
@@ -92,8 +93,8 @@ func (c *Connect) Decode(body []byte) error {
 		c.Properties.Reset()
 	}
 
-	if c.ClientID, i, err = readString(b, i, "CONNECT client identifier"); err != nil {
-		return err // [MQTT-3.1.3-4]
+	if c.ClientID, i, ok = readString(b, i); !ok {
+		return stringErr(b, i, "CONNECT client identifier") // [MQTT-3.1.3-4]
 	}
 	switch c.Version {
 	case V31:
@@ -114,7 +115,6 @@ func (c *Connect) Decode(body []byte) error {
 				return err
 			}
 		}
-		var ok bool
 		if c.WillTopic, i, ok = readBinary(b, i); !ok {
 			return truncated("CONNECT will topic")
 		}
@@ -132,10 +132,9 @@ func (c *Connect) Decode(body []byte) error {
 		}
 	}
 	c.Username, c.Password = nil, nil
-	var ok bool
 	if c.UsernameFlag {
-		if c.Username, i, err = readString(b, i, "CONNECT user name"); err != nil {
-			return err // [MQTT-3.1.3-12]
+		if c.Username, i, ok = readString(b, i); !ok {
+			return stringErr(b, i, "CONNECT user name") // [MQTT-3.1.3-12]
 		}
 	}
 	if c.PasswordFlag {

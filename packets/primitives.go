@@ -99,16 +99,23 @@ func badUTF8(what string) error {
 }
 
 // readString is readBinary plus the UTF-8 rules of [MQTT-1.5.4-1] and
-// [MQTT-1.5.4-2]: ill-formed UTF-8 or U+0000 is a malformed packet.
-func readString(b []byte, i int, what string) ([]byte, int, error) {
-	s, i, ok := readBinary(b, i)
-	if !ok {
-		return nil, i, truncated(what)
+// [MQTT-1.5.4-2]: ill-formed UTF-8 or U+0000 is a malformed packet. Like
+// readBinary it reports failure with a bool so that it inlines; stringErr
+// then says which rule failed.
+func readString(b []byte, i int) ([]byte, int, bool) {
+	s, j, ok := readBinary(b, i)
+	if ok && ValidUTF8String(s) {
+		return s, j, true
 	}
-	if !ValidUTF8String(s) {
-		return nil, i, badUTF8(what)
+	return nil, i, false
+}
+
+// stringErr explains why readString(b, i) failed.
+func stringErr(b []byte, i int, what string) error {
+	if _, _, ok := readBinary(b, i); !ok {
+		return truncated(what)
 	}
-	return s, i, nil
+	return badUTF8(what)
 }
 
 const (
@@ -126,23 +133,37 @@ func hasZeroByte(v uint64) bool { return (v-ones)&^v&highs != 0 }
 // ill-formed UTF-8 and rejected. ASCII is checked eight bytes at a time,
 // the common case for topics and identifiers.
 func ValidUTF8String(b []byte) bool {
-	i := 0
-	for ; len(b)-i >= 8; i += 8 {
-		v := binary.LittleEndian.Uint64(b[i:])
-		if v&highs != 0 || hasZeroByte(v) {
-			break
+	const ones32, highs32 = 0x01010101, 0x80808080
+	switch {
+	case len(b) >= 8:
+		var acc uint64
+		for i := 0; i <= len(b)-8; i += 8 {
+			v := binary.LittleEndian.Uint64(b[i:])
+			acc |= (v-ones)&^v | v
+		}
+		v := binary.LittleEndian.Uint64(b[len(b)-8:])
+		if (acc|(v-ones)&^v|v)&highs == 0 {
+			return true
+		}
+	case len(b) >= 4:
+		// Two overlapping 4-byte words cover 4..7 bytes.
+		v := binary.LittleEndian.Uint32(b)
+		w := binary.LittleEndian.Uint32(b[len(b)-4:])
+		if ((v-ones32)&^v|v|(w-ones32)&^w|w)&highs32 == 0 {
+			return true
+		}
+	default:
+		ok := true
+		for _, c := range b {
+			if c == 0 || c >= utf8.RuneSelf {
+				ok = false
+			}
+		}
+		if ok {
+			return true
 		}
 	}
-	for ; i < len(b); i++ {
-		c := b[i]
-		if c == 0 {
-			return false
-		}
-		if c >= utf8.RuneSelf {
-			return validUTF8Tail(b[i:])
-		}
-	}
-	return true
+	return validUTF8Tail(b)
 }
 
 // validUTF8Tail is the slow path: b starts at a non-ASCII byte.
@@ -160,38 +181,59 @@ func validUTF8Tail(b []byte) bool {
 	return true
 }
 
-// special reports whether any byte of v is non-ASCII, zero, '+' or '#':
-// the bytes a topic check must look at one by one.
+// scanTopic reports whether b holds any byte a topic check must look at
+// (NUL, '+', '#' or non-ASCII) and whether any is non-ASCII (so UTF-8
+// validation is needed at all). It reads eight bytes at a time, the last
+// word overlapping the previous one rather than falling back to a byte loop
+// for the tail. Plain ASCII topics, the common case, need nothing more.
 //
 // '#' (0x23) and '+' (0x2B) differ only in bit 3, so setting that bit in
 // every byte and comparing with '+' finds both with one zero-byte test; the
-// three tests are OR-ed without branches.
-func special(v uint64) bool {
+// tests are OR-ed without branches.
+func scanTopic(b []byte) (special, nonASCII bool) {
+	if len(b) < 8 {
+		for _, c := range b {
+			if c == 0 || c == '+' || c == '#' {
+				special = true
+			} else if c >= utf8.RuneSelf {
+				special, nonASCII = true, true
+			}
+		}
+		return special, nonASCII
+	}
+	var acc, high uint64
+	for i := 0; i <= len(b)-8; i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		acc |= specialBits(v)
+		high |= v
+	}
+	v := binary.LittleEndian.Uint64(b[len(b)-8:])
+	return acc|specialBits(v) != 0, (high|v)&highs != 0
+}
+
+// specialBits is non-zero if any byte of v is non-ASCII, NUL, '+' or '#'.
+func specialBits(v uint64) uint64 {
 	const bit3, plus = 0x08 * ones, '+' * ones
 	w := (v | bit3) ^ plus
-	return ((v-ones)&^v|(w-ones)&^w|v)&highs != 0
+	return ((v-ones)&^v | (w-ones)&^w | v) & highs
 }
 
 // topicNameCheck classifies a topic name: 0 if valid (ignoring emptiness),
 // MalformedPacket for bad UTF-8 or U+0000, TopicNameInvalid for a wildcard
-// character [MQTT-3.3.2-2], [MQTT-4.7.1-1]. One pass serves all three
-// checks, eight bytes at a time while the bytes are plain ASCII.
+// character [MQTT-3.3.2-2], [MQTT-4.7.1-1].
 func topicNameCheck(b []byte) ReasonCode {
-	nonASCII, wildcard := false, false
-	for i := 0; i < len(b); {
-		if len(b)-i >= 8 && !special(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-			continue
-		}
-		switch c := b[i]; {
-		case c == 0:
+	special, nonASCII := scanTopic(b)
+	if !special {
+		return 0
+	}
+	wildcard := false
+	for _, c := range b {
+		if c == 0 {
 			return MalformedPacket
-		case c >= utf8.RuneSelf:
-			nonASCII = true
-		case c == '+' || c == '#':
+		}
+		if c == '+' || c == '#' {
 			wildcard = true
 		}
-		i++
 	}
 	if nonASCII && !utf8.Valid(b) {
 		return MalformedPacket
@@ -214,27 +256,24 @@ func topicFilterCheck(b []byte) ReasonCode {
 	if len(b) == 0 {
 		return TopicFilterInvalid
 	}
-	nonASCII, placement := false, true
-	for i := 0; i < len(b); {
-		if len(b)-i >= 8 && !special(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-			continue
-		}
-		switch c := b[i]; {
-		case c == 0:
+	special, nonASCII := scanTopic(b)
+	if !special {
+		return 0
+	}
+	placement := true
+	for i, c := range b {
+		switch c {
+		case 0:
 			return MalformedPacket
-		case c >= utf8.RuneSelf:
-			nonASCII = true
-		case c == '#':
+		case '#':
 			if i != len(b)-1 || (i > 0 && b[i-1] != '/') {
 				placement = false
 			}
-		case c == '+':
+		case '+':
 			if (i > 0 && b[i-1] != '/') || (i < len(b)-1 && b[i+1] != '/') {
 				placement = false
 			}
 		}
-		i++
 	}
 	if nonASCII && !utf8.Valid(b) {
 		return MalformedPacket

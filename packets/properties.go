@@ -162,11 +162,20 @@ func (p *Properties) Set(id PropertyID) { p.Present |= 1 << (id & 63) }
 
 // Reset clears every property, keeping the capacity of the reused slices.
 func (p *Properties) Reset() {
-	subs, user := p.SubscriptionIDs[:0], p.User[:0]
+	// Stores are skipped when nothing changes: a slice header store costs a
+	// write barrier check, measurable on the QoS 0 PUBLISH path.
 	if p.Present != 0 {
+		subs, user := p.SubscriptionIDs[:0], p.User[:0]
 		*p = Properties{}
+		p.SubscriptionIDs, p.User = subs, user
+		return
 	}
-	p.SubscriptionIDs, p.User = subs, user
+	if len(p.SubscriptionIDs) != 0 {
+		p.SubscriptionIDs = p.SubscriptionIDs[:0]
+	}
+	if len(p.User) != 0 {
+		p.User = p.User[:0]
+	}
 }
 
 func bit(id PropertyID) uint64 { return 1 << id }
@@ -278,7 +287,9 @@ func (p *Properties) decode(b []byte, allowed uint64, what string) error {
 				return Errorf(TopicAliasInvalid, "%s: Topic Alias of 0", what) // [MQTT-3.3.2-8]
 			}
 		case PropContentType:
-			p.ContentType, i, err = readString(b, i, "property")
+			if p.ContentType, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "value"), what, id)
+			}
 		case PropResponseTopic:
 			if p.ResponseTopic, i, ok = readBinary(b, i); ok {
 				switch topicNameCheck(p.ResponseTopic) {
@@ -293,15 +304,25 @@ func (p *Properties) decode(b []byte, allowed uint64, what string) error {
 				}
 			}
 		case PropAssignedClientID:
-			p.AssignedClientID, i, err = readString(b, i, "property")
+			if p.AssignedClientID, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "value"), what, id)
+			}
 		case PropAuthMethod:
-			p.AuthMethod, i, err = readString(b, i, "property")
+			if p.AuthMethod, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "value"), what, id)
+			}
 		case PropResponseInfo:
-			p.ResponseInfo, i, err = readString(b, i, "property")
+			if p.ResponseInfo, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "value"), what, id)
+			}
 		case PropServerReference:
-			p.ServerReference, i, err = readString(b, i, "property")
+			if p.ServerReference, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "value"), what, id)
+			}
 		case PropReasonString:
-			p.ReasonString, i, err = readString(b, i, "property")
+			if p.ReasonString, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "value"), what, id)
+			}
 		case PropCorrelationData:
 			p.CorrelationData, i, ok = readBinary(b, i)
 		case PropAuthData:
@@ -316,11 +337,13 @@ func (p *Properties) decode(b []byte, allowed uint64, what string) error {
 			}
 		case PropUserProperty:
 			var k, v []byte
-			if k, i, err = readString(b, i, "name"); err == nil {
-				if v, i, err = readString(b, i, "value"); err == nil {
-					p.User = append(p.User, UserProperty{Key: k, Value: v})
-				}
+			if k, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "name"), what, id)
 			}
+			if v, i, ok = readString(b, i); !ok {
+				return inProperty(stringErr(b, i, "value"), what, id)
+			}
+			p.User = append(p.User, UserProperty{Key: k, Value: v})
 		default:
 			return malformed("%s: property 0x%02X not allowed", what, byte(id)) // unreachable: masks
 		}
