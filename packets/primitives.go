@@ -123,10 +123,6 @@ const (
 	highs = 0x8080808080808080
 )
 
-// hasZeroByte reports whether any byte of v is zero (exact, from
-// "Bit Twiddling Hacks").
-func hasZeroByte(v uint64) bool { return (v-ones)&^v&highs != 0 }
-
 // ValidUTF8String reports whether b is well-formed UTF-8 without U+0000,
 // as MQTT requires of every UTF-8 Encoded String [MQTT-1.5.4-1],
 // [MQTT-1.5.4-2]. Surrogates (U+D800..U+DFFF) and overlong forms are
