@@ -10,9 +10,13 @@ import (
 // Invariants: buf[start:end] holds bytes read from the source but not yet
 // returned; the body handed out by ReadPacket is buf[...] and stays valid
 // until the next call, which may compact or replace buf. buf is the
-// read-ahead buffer of the size given to NewReader, except while a packet
-// larger than it is being read: then buf is exactly that packet's size (so
-// nothing is read ahead into it) and the next call returns to the default.
+// read-ahead buffer of the size given to NewReader (base), except while a
+// packet larger than it is being read (oversized): then buf grows by
+// doubling as the packet's bytes arrive, up to the packet's size, and reads
+// stop at the packet's end so nothing is read ahead into it; the next call
+// returns to base. Growing as bytes arrive, rather than allocating the
+// announced size at once, keeps memory proportional to what a peer has
+// actually sent, whatever length it claims.
 //
 // Design: read ahead as much as the source gives into one buffer and slice
 // packets out of it, so one syscall yields many packets under load.
@@ -24,6 +28,7 @@ type Reader struct {
 	base       []byte
 	start, end int
 	max        int
+	oversized  bool  // buf is not base but a buffer for one large packet
 	strict     bool  // reject non-minimal remaining lengths (5.0)
 	err        error // from src, returned once the buffered bytes run out
 }
@@ -67,8 +72,8 @@ func (r *Reader) Buffered() int { return r.end - r.start }
 // a MalformedPacket *Error. At the end of the stream it returns io.EOF
 // between packets and io.ErrUnexpectedEOF inside one.
 func (r *Reader) ReadPacket() (FixedHeader, []byte, error) {
-	if len(r.buf) != len(r.base) && r.start == r.end {
-		r.buf, r.start, r.end = r.base, 0, 0 // shrink back after an oversized packet
+	if r.oversized && r.start == r.end {
+		r.buf, r.start, r.end, r.oversized = r.base, 0, 0, false // shrink back
 	}
 	var fh FixedHeader
 	headerLen := 0
@@ -93,18 +98,19 @@ func (r *Reader) ReadPacket() (FixedHeader, []byte, error) {
 	if total > r.max {
 		return fh, nil, Errorf(PacketTooLarge, "%s of %d bytes exceeds the maximum of %d", fh.Type, total, r.max)
 	}
-	if total > len(r.buf)-r.start {
-		if total > len(r.base) {
-			// Exactly the packet's size: no read-ahead into the big buffer.
-			big := make([]byte, total)
-			r.end = copy(big, r.buf[r.start:r.end])
-			r.buf, r.start = big, 0
-		} else {
-			r.compact()
-		}
-	}
 	for r.end-r.start < total {
-		if err := r.fill(); err != nil {
+		if total > len(r.buf)-r.start {
+			if total <= len(r.base) && !r.oversized {
+				r.compact()
+			} else {
+				r.grow(total)
+			}
+		}
+		limit := len(r.buf)
+		if r.oversized {
+			limit = min(limit, r.start+total)
+		}
+		if err := r.fill(limit); err != nil {
 			return fh, nil, err
 		}
 	}
@@ -139,18 +145,28 @@ func (r *Reader) compact() {
 	}
 }
 
+// grow moves the unread bytes to a larger buffer for a packet of total
+// bytes: twice what is needed now, at most total.
+func (r *Reader) grow(total int) {
+	have := r.end - r.start
+	size := min(total, max(2*len(r.buf), 2*have))
+	big := make([]byte, size)
+	r.end = copy(big, r.buf[r.start:r.end])
+	r.buf, r.start, r.oversized = big, 0, true
+}
+
 func (r *Reader) fillAfterCompact() error {
 	if r.end == len(r.buf) {
 		r.compact()
 	}
-	return r.fill()
+	return r.fill(len(r.buf))
 }
 
-// fill reads at least one byte into buf[end:], which must have room.
-func (r *Reader) fill() error {
+// fill reads at least one byte into buf[end:limit], which must have room.
+func (r *Reader) fill(limit int) error {
 	if r.err == nil {
 		for range maxEmptyReads {
-			n, err := r.src.Read(r.buf[r.end:])
+			n, err := r.src.Read(r.buf[r.end:limit])
 			r.end += n
 			if err != nil {
 				r.err = err
