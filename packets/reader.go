@@ -100,10 +100,11 @@ func (r *Reader) ReadPacket() (FixedHeader, []byte, error) {
 	}
 	for r.end-r.start < total {
 		if total > len(r.buf)-r.start {
-			if total <= len(r.base) && !r.oversized {
+			switch {
+			case !r.oversized && total <= len(r.base):
 				r.compact()
-			} else {
-				r.grow(total)
+			case !r.oversized || r.end == len(r.buf):
+				r.grow(total) // only when full: growth follows the bytes received
 			}
 		}
 		limit := len(r.buf)
