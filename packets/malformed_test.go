@@ -82,7 +82,8 @@ var malformations = []struct {
 	{"PUBLISH QoS 3", V5, 0x36, `00 01 "a" 00 01 00`, MalformedPacket},
 	{"PUBLISH DUP QoS 0", V5, 0x38, `00 01 "a" 00`, ProtocolError},
 	{"will QoS 3", V311, 0x10, `00 04 "MQTT" 04 1E 00 3C 00 01 "c" 00 01 "t" 00 00`, MalformedPacket},
-	{"subscription QoS 3", V5, 0x82, `00 01 00 00 01 "a" 03`, MalformedPacket},
+	{"subscription QoS 3 in 3.1.1", V311, 0x82, `00 01 00 01 "a" 03`, MalformedPacket},
+	{"subscription QoS 3 in 5.0", V5, 0x82, `00 01 00 00 01 "a" 03`, ProtocolError},
 	// Remaining length that disagrees with the content.
 	{"PUBACK 3.1.1 too long", V311, 0x40, `00 01 00`, MalformedPacket},
 	{"PUBACK too short", V5, 0x40, `00`, MalformedPacket},

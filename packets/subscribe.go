@@ -89,16 +89,17 @@ func (s *Subscribe) Decode(version, flags byte, body []byte) error {
 		opts := b[i]
 		i++
 		sub.QoS = opts & optQoS
-		if sub.QoS == 3 {
-			return malformed("SUBSCRIBE: QoS 3") // [MQTT-3-8.3-4] 5.0
-		}
 		if version != V5 {
-			if opts&optReserved3 != 0 {
-				return malformed("SUBSCRIBE: reserved option bits 0x%02X", opts) // [MQTT-3-8.3-4] 3.1.1
+			if opts&optReserved3 != 0 || sub.QoS == 3 {
+				// [MQTT-3.8.3-4] of 3.1.1: reserved bits or QoS 3 are malformed.
+				return malformed("SUBSCRIBE: options 0x%02X", opts)
 			}
 		} else {
 			if opts&optReserved5 != 0 {
 				return malformed("SUBSCRIBE: reserved option bits 0x%02X", opts) // [MQTT-3.8.3-5]
+			}
+			if sub.QoS == 3 {
+				return protocolErr("SUBSCRIBE: Maximum QoS 3") // 3.8.3.1: a Protocol Error in 5.0
 			}
 			sub.NoLocal = opts&optNoLocal != 0
 			sub.RetainAsPublished = opts&optRetainAsPublished != 0
@@ -113,7 +114,7 @@ func (s *Subscribe) Decode(version, flags byte, body []byte) error {
 		s.Subscriptions = append(s.Subscriptions, sub)
 	}
 	if len(s.Subscriptions) == 0 {
-		return protocolErr("SUBSCRIBE: no topic filter") // [MQTT-3.8.3-3]
+		return protocolErr("SUBSCRIBE: no topic filter") // [MQTT-3.8.3-2] (5.0), [MQTT-3.8.3-3] (3.1.1)
 	}
 	return nil
 }
