@@ -1,0 +1,210 @@
+package persist
+
+import (
+	"fmt"
+	"time"
+
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+)
+
+// Recovery receives the stored state at start, one record per call, in this order: sessions,
+// subscriptions, deliveries (per client in message-id order, that is acceptance order), inbound
+// QoS 2 ids, retained messages. A nil function skips its records; an error stops the load and is
+// returned. Records and their slices belong to the callee.
+type Recovery struct {
+	Session      func(Session) error
+	Subscription func(Subscription) error
+	// Delivery gets the message each delivery references; every delivery of one message gets the
+	// same *Message, so the engine can share one body as the live broker does.
+	Delivery func(Delivery, *Message) error
+	Inbound  func(InboundQoS2) error
+	Retained func(Message) error
+}
+
+// LoadStats says what recovery found and discarded, and how long it took.
+type LoadStats struct {
+	Sessions, Subscriptions, Deliveries, Messages, Inbound, Retained int
+	// Discarded counts rows dropped because they expired while the broker was down.
+	ExpiredSessions, ExpiredMessages, ExpiredRetained int
+	Took                                              time.Duration
+}
+
+// Load discards what expired while the broker was down, then streams the rest to r. Call it once,
+// before the listeners open. A session whose client was connected when the broker stopped
+// (ExpiresAt 0) counts as disconnected now: its expiry starts at this start-up [MQTT-3.1.2-23], and
+// that deadline is written so a second restart keeps it.
+func (s *Store) Load(r Recovery) (LoadStats, error) {
+	var stats LoadStats
+	if !s.durable {
+		return stats, nil
+	}
+	start := time.Now()
+	err := s.solo(func(conn *sqlite.Conn) error { return s.load(conn, r, start.UnixNano(), &stats) })
+	stats.Took = time.Since(start)
+	if err != nil {
+		return stats, s.openError("recover from", err)
+	}
+	s.log.Info("persist: recovered", "file", s.file, "sessions", stats.Sessions, "subscriptions", stats.Subscriptions,
+		"queued_messages", stats.Messages, "deliveries", stats.Deliveries, "inbound_qos2", stats.Inbound, "retained", stats.Retained,
+		"expired_sessions", stats.ExpiredSessions, "expired_messages", stats.ExpiredMessages, "expired_retained", stats.ExpiredRetained,
+		"took", stats.Took)
+	return stats, nil
+}
+
+func (s *Store) load(conn *sqlite.Conn, r Recovery, now int64, stats *LoadStats) error {
+	if err := s.discardExpired(conn, now, stats); err != nil {
+		return err
+	}
+	// One read transaction, so the five scans see one state.
+	if err := sqlitex.ExecuteTransient(conn, "BEGIN;", nil); err != nil {
+		return err
+	}
+	defer sqlitex.ExecuteTransient(conn, "ROLLBACK;", nil)
+
+	err := query(conn, `SELECT client_id, expiry, expires_at, will_topic, will_payload, will_qos, will_retain, will_props,
+			will_expires, will_created, will_delay FROM sessions;`, func(q *sqlite.Stmt) error {
+		stats.Sessions++
+		if r.Session == nil {
+			return nil
+		}
+		sess := Session{ClientID: q.ColumnText(0), Expiry: uint32(q.ColumnInt64(1)), ExpiresAt: q.ColumnInt64(2)}
+		if q.ColumnType(3) != sqlite.TypeNull {
+			sess.Will = &Will{
+				Message: Message{Topic: q.ColumnText(3), Payload: columnBlob(q, 4), QoS: byte(q.ColumnInt(5)),
+					Retain: q.ColumnBool(6), Properties: columnBlob(q, 7), Expires: q.ColumnInt64(8), Created: q.ColumnInt64(9)},
+				Delay: uint32(q.ColumnInt64(10)),
+			}
+		}
+		return r.Session(sess)
+	})
+	if err != nil {
+		return fmt.Errorf("sessions: %w", err)
+	}
+	err = query(conn, "SELECT client_id, filter, qos, no_local, rap, retain_handling, sub_id FROM subscriptions;", func(q *sqlite.Stmt) error {
+		stats.Subscriptions++
+		if r.Subscription == nil {
+			return nil
+		}
+		return r.Subscription(Subscription{ClientID: q.ColumnText(0), Filter: q.ColumnText(1), QoS: byte(q.ColumnInt(2)),
+			NoLocal: q.ColumnBool(3), RetainAsPublished: q.ColumnBool(4), RetainHandling: byte(q.ColumnInt(5)), ID: uint32(q.ColumnInt64(6))})
+	})
+	if err != nil {
+		return fmt.Errorf("subscriptions: %w", err)
+	}
+	messages := make(map[uint64]*Message)
+	err = query(conn, "SELECT id, topic, payload, qos, retain, props, expires, created FROM messages;", func(q *sqlite.Stmt) error {
+		stats.Messages++
+		if r.Delivery == nil {
+			return nil
+		}
+		m := &Message{ID: uint64(q.ColumnInt64(0)), Topic: q.ColumnText(1), Payload: columnBlob(q, 2), QoS: byte(q.ColumnInt(3)),
+			Retain: q.ColumnBool(4), Properties: columnBlob(q, 5), Expires: q.ColumnInt64(6), Created: q.ColumnInt64(7)}
+		messages[m.ID] = m
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("messages: %w", err)
+	}
+	err = query(conn, `SELECT client_id, message_id, qos, packet_id, state, retain, sub_ids FROM deliveries
+			ORDER BY client_id, message_id;`, func(q *sqlite.Stmt) error {
+		stats.Deliveries++
+		if r.Delivery == nil {
+			return nil
+		}
+		d := Delivery{ClientID: q.ColumnText(0), MessageID: uint64(q.ColumnInt64(1)), QoS: byte(q.ColumnInt(2)),
+			PacketID: uint16(q.ColumnInt(3)), State: DeliveryState(q.ColumnInt(4)), Retain: q.ColumnBool(5)}
+		ids, err := decodeSubIDs(columnBlob(q, 6))
+		if err != nil {
+			return err
+		}
+		d.SubIDs = ids
+		m := messages[d.MessageID]
+		if m == nil {
+			return fmt.Errorf("delivery to %q references missing message %d", d.ClientID, d.MessageID)
+		}
+		return r.Delivery(d, m)
+	})
+	if err != nil {
+		return fmt.Errorf("deliveries: %w", err)
+	}
+	err = query(conn, "SELECT client_id, packet_id FROM inbound;", func(q *sqlite.Stmt) error {
+		stats.Inbound++
+		if r.Inbound == nil {
+			return nil
+		}
+		return r.Inbound(InboundQoS2{ClientID: q.ColumnText(0), PacketID: uint16(q.ColumnInt(1))})
+	})
+	if err != nil {
+		return fmt.Errorf("inbound: %w", err)
+	}
+	err = query(conn, "SELECT topic, payload, qos, props, expires, created FROM retained;", func(q *sqlite.Stmt) error {
+		stats.Retained++
+		if r.Retained == nil {
+			return nil
+		}
+		return r.Retained(Message{Topic: q.ColumnText(0), Payload: columnBlob(q, 1), QoS: byte(q.ColumnInt(2)), Retain: true,
+			Properties: columnBlob(q, 3), Expires: q.ColumnInt64(4), Created: q.ColumnInt64(5)})
+	})
+	if err != nil {
+		return fmt.Errorf("retained: %w", err)
+	}
+	return nil
+}
+
+// discardExpired deletes, in one transaction, what expired while the broker was down and starts
+// the expiry clock of sessions that were connected when it stopped.
+func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (err error) {
+	defer sqlitex.Save(conn)(&err)
+	var cutoff int64 // messages created before it are too old; 0 = no age limit
+	if age := s.cfg.Cleanup.MaxMessageAge; age > 0 {
+		cutoff = now - int64(age)
+	}
+	steps := []struct {
+		query string
+		count *int
+	}{
+		{"DELETE FROM subscriptions WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
+		{"DELETE FROM deliveries WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
+		{"DELETE FROM inbound WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
+		{"DELETE FROM sessions WHERE expires_at > 0 AND expires_at <= ?1;", &stats.ExpiredSessions},
+		{"UPDATE sessions SET expires_at = ?1 + expiry * 1000000000 WHERE expires_at = 0 AND expiry != 4294967295;", nil},
+		{"DELETE FROM deliveries WHERE message_id IN (SELECT id FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2);", nil},
+		// The trigger took the bodies of the deliveries just deleted; this catches unreferenced ones.
+		{"DELETE FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2 OR id NOT IN (SELECT message_id FROM deliveries);", &stats.ExpiredMessages},
+		{"DELETE FROM retained WHERE expires > 0 AND expires <= ?1;", &stats.ExpiredRetained},
+	}
+	for _, step := range steps {
+		q, err := conn.Prepare(step.query)
+		if err != nil {
+			return err
+		}
+		q.BindInt64(1, now)
+		if q.BindParamCount() > 1 {
+			q.BindInt64(2, cutoff)
+		}
+		if err := exec(q); err != nil {
+			return err
+		}
+		if step.count != nil {
+			*step.count += conn.Changes()
+		}
+	}
+	return nil
+}
+
+// query runs a read statement prepared just for this call and calls fn per row.
+func query(conn *sqlite.Conn, sql string, fn func(*sqlite.Stmt) error) error {
+	return sqlitex.ExecuteTransient(conn, sql, &sqlitex.ExecOptions{ResultFunc: fn})
+}
+
+// columnBlob returns a copy of a blob column, nil for NULL or empty.
+func columnBlob(q *sqlite.Stmt, col int) []byte {
+	n := q.ColumnLen(col)
+	if n == 0 {
+		return nil
+	}
+	b := make([]byte, n)
+	q.ColumnBytes(col, b)
+	return b
+}

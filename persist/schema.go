@@ -1,0 +1,127 @@
+package persist
+
+import (
+	"fmt"
+
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+)
+
+// migrations[i] brings the schema from version i to i+1 (PRAGMA user_version). They only ever
+// append: a released migration is never edited, so every database reaches the same schema.
+//
+// Times are unix nanoseconds; 0 means "never" (expires) or "not running" (sessions.expires_at).
+// Message bodies are stored once in messages and referenced by deliveries; the trigger deletes a
+// body when its last delivery goes, whoever deletes it (an ack, a session's end, cleanup).
+var migrations = []string{
+	`
+CREATE TABLE retained (
+	topic   TEXT PRIMARY KEY,
+	payload BLOB NOT NULL,
+	qos     INTEGER NOT NULL,
+	props   BLOB,
+	expires INTEGER NOT NULL,
+	created INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX retained_expires ON retained(expires) WHERE expires > 0;
+
+CREATE TABLE sessions (
+	client_id    TEXT PRIMARY KEY,
+	expiry       INTEGER NOT NULL,
+	expires_at   INTEGER NOT NULL,
+	will_topic   TEXT,
+	will_payload BLOB,
+	will_qos     INTEGER,
+	will_retain  INTEGER,
+	will_props   BLOB,
+	will_expires INTEGER,
+	will_created INTEGER,
+	will_delay   INTEGER
+) WITHOUT ROWID;
+CREATE INDEX sessions_expires_at ON sessions(expires_at) WHERE expires_at > 0;
+
+CREATE TABLE subscriptions (
+	client_id       TEXT NOT NULL REFERENCES sessions(client_id) ON DELETE CASCADE,
+	filter          TEXT NOT NULL,
+	qos             INTEGER NOT NULL,
+	no_local        INTEGER NOT NULL,
+	rap             INTEGER NOT NULL,
+	retain_handling INTEGER NOT NULL,
+	sub_id          INTEGER NOT NULL,
+	PRIMARY KEY (client_id, filter)
+) WITHOUT ROWID;
+
+CREATE TABLE messages (
+	id      INTEGER PRIMARY KEY,
+	topic   TEXT NOT NULL,
+	payload BLOB NOT NULL,
+	qos     INTEGER NOT NULL,
+	retain  INTEGER NOT NULL,
+	props   BLOB,
+	expires INTEGER NOT NULL,
+	created INTEGER NOT NULL
+);
+CREATE INDEX messages_created ON messages(created);
+CREATE INDEX messages_expires ON messages(expires) WHERE expires > 0;
+
+CREATE TABLE deliveries (
+	client_id  TEXT NOT NULL REFERENCES sessions(client_id) ON DELETE CASCADE,
+	message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+	qos        INTEGER NOT NULL,
+	packet_id  INTEGER NOT NULL,
+	state      INTEGER NOT NULL,
+	retain     INTEGER NOT NULL,
+	sub_ids    BLOB,
+	PRIMARY KEY (client_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_message ON deliveries(message_id);
+
+CREATE TRIGGER deliveries_release AFTER DELETE ON deliveries BEGIN
+	DELETE FROM messages WHERE id = OLD.message_id
+		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = OLD.message_id);
+END;
+
+CREATE TABLE inbound (
+	client_id TEXT NOT NULL REFERENCES sessions(client_id) ON DELETE CASCADE,
+	packet_id INTEGER NOT NULL,
+	PRIMARY KEY (client_id, packet_id)
+) WITHOUT ROWID;
+`,
+}
+
+// SchemaVersion is the schema version this build writes.
+const SchemaVersion = 1
+
+// migrate brings conn to SchemaVersion in one transaction per step, refusing a database written by
+// a newer build rather than guessing at its meaning.
+func migrate(conn *sqlite.Conn, file string) (from int, err error) {
+	from, err = userVersion(conn)
+	if err != nil {
+		return 0, fmt.Errorf("persist: %s: read schema version: %w", file, err)
+	}
+	if from > len(migrations) {
+		return from, fmt.Errorf("persist: %s has schema version %d but this build knows only up to %d: run a newer promptmqd", file, from, len(migrations))
+	}
+	for v := from; v < len(migrations); v++ {
+		if err := migrateStep(conn, v); err != nil {
+			return from, fmt.Errorf("persist: %s: migrate schema %d -> %d: %w", file, v, v+1, err)
+		}
+	}
+	return from, nil
+}
+
+func migrateStep(conn *sqlite.Conn, v int) (err error) {
+	defer sqlitex.Save(conn)(&err)
+	if err := sqlitex.ExecuteScript(conn, migrations[v], nil); err != nil {
+		return err
+	}
+	return sqlitex.ExecuteTransient(conn, fmt.Sprintf("PRAGMA user_version = %d;", v+1), nil)
+}
+
+func userVersion(conn *sqlite.Conn) (int, error) {
+	v := 0
+	err := sqlitex.ExecuteTransient(conn, "PRAGMA user_version;", &sqlitex.ExecOptions{
+		ResultFunc: func(stmt *sqlite.Stmt) error { v = stmt.ColumnInt(0); return nil },
+	})
+	return v, err
+}

@@ -1,0 +1,480 @@
+package persist
+
+import (
+	"time"
+
+	"zombiezen.com/go/sqlite"
+)
+
+type opKind uint8
+
+const (
+	opSaveRetained opKind = iota + 1
+	opDeleteRetained
+	opSaveSession
+	opDeleteSession
+	opSaveSubscription
+	opDeleteSubscription
+	opAddDeliveries
+	opUpdateDelivery
+	opDeleteDelivery
+	opAddInbound
+	opDeleteInbound
+	// opSolo runs fn alone, between batches, managing its own transactions: recovery, cleanup.
+	opSolo
+)
+
+// op is one submitted operation: a small value copied through the channel, so submitting
+// allocates nothing. Which fields mean something depends on kind; pointers and slices are owned by
+// the store until done is called.
+type op struct {
+	kind       opKind
+	done       func(error)
+	msg        *Message
+	session    *Session
+	deliveries []Delivery
+	sub        Subscription // its ClientID and Filter double as the keys of other kinds
+	messageID  uint64
+	packetID   uint16
+	state      DeliveryState
+	fn         func(*sqlite.Conn) error
+}
+
+func (o *op) finish(err error) {
+	if o.done != nil {
+		o.done(err)
+	}
+}
+
+// submit hands o to the writer, or completes it at once when there is nothing to write.
+func (s *Store) submit(o op) {
+	if !s.durable {
+		o.finish(nil)
+		return
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		o.finish(ErrClosed)
+		return
+	}
+	s.ops <- o
+	s.mu.RUnlock()
+}
+
+// SaveRetained stores m as the retained message of m.Topic, replacing any other [MQTT-3.3.1-5].
+// m must not change until done is called.
+func (s *Store) SaveRetained(m *Message, done func(error)) {
+	s.submit(op{kind: opSaveRetained, msg: m, done: done})
+}
+
+// DeleteRetained removes the retained message of topic [MQTT-3.3.1-10].
+func (s *Store) DeleteRetained(topic string, done func(error)) {
+	s.submit(op{kind: opDeleteRetained, sub: Subscription{Filter: topic}, done: done})
+}
+
+// SaveSession creates or updates a durable session (its expiry, deadline and will), keeping its
+// subscriptions and deliveries. sess must not change until done is called.
+func (s *Store) SaveSession(sess *Session, done func(error)) {
+	s.submit(op{kind: opSaveSession, session: sess, done: done})
+}
+
+// DeleteSession removes a session with its subscriptions, deliveries and inbound QoS 2 ids;
+// message bodies no other session references go with it.
+func (s *Store) DeleteSession(clientID string, done func(error)) {
+	s.submit(op{kind: opDeleteSession, sub: Subscription{ClientID: clientID}, done: done})
+}
+
+// SaveSubscription creates or replaces the subscription (ClientID, Filter). Its session must be
+// saved first (by an earlier operation).
+func (s *Store) SaveSubscription(sub Subscription, done func(error)) {
+	s.submit(op{kind: opSaveSubscription, sub: sub, done: done})
+}
+
+// DeleteSubscription removes the subscription (clientID, filter).
+func (s *Store) DeleteSubscription(clientID, filter string, done func(error)) {
+	s.submit(op{kind: opDeleteSubscription, sub: Subscription{ClientID: clientID, Filter: filter}, done: done})
+}
+
+// AddDeliveries stores msg once (m.ID from NextMessageID; a second call with the same id keeps the
+// first body) and one delivery row per element of ds, all atomically: this is the durable effect
+// of a QoS 1/2 PUBLISH for offline or persistent recipients. msg and ds must not change until done
+// is called; each delivery's MessageID is taken from msg.
+func (s *Store) AddDeliveries(msg *Message, ds []Delivery, done func(error)) {
+	s.submit(op{kind: opAddDeliveries, msg: msg, deliveries: ds, done: done})
+}
+
+// UpdateDelivery records that the delivery (clientID, messageID) was sent with packetID, or that
+// its QoS 2 flow reached state.
+func (s *Store) UpdateDelivery(clientID string, messageID uint64, packetID uint16, state DeliveryState, done func(error)) {
+	s.submit(op{kind: opUpdateDelivery, sub: Subscription{ClientID: clientID}, messageID: messageID, packetID: packetID, state: state, done: done})
+}
+
+// DeleteDelivery removes a delivery once its flow completed (PUBACK, PUBCOMP) or it was dropped;
+// the message body goes with its last delivery.
+func (s *Store) DeleteDelivery(clientID string, messageID uint64, done func(error)) {
+	s.submit(op{kind: opDeleteDelivery, sub: Subscription{ClientID: clientID}, messageID: messageID, done: done})
+}
+
+// AddInbound remembers an inbound QoS 2 packet id acknowledged with PUBREC [MQTT-4.3.3-9].
+func (s *Store) AddInbound(clientID string, packetID uint16, done func(error)) {
+	s.submit(op{kind: opAddInbound, sub: Subscription{ClientID: clientID}, packetID: packetID, done: done})
+}
+
+// DeleteInbound forgets an inbound QoS 2 packet id once PUBREL arrived [MQTT-4.3.3-11].
+func (s *Store) DeleteInbound(clientID string, packetID uint16, done func(error)) {
+	s.submit(op{kind: opDeleteInbound, sub: Subscription{ClientID: clientID}, packetID: packetID, done: done})
+}
+
+// solo runs fn on the writer goroutine between batches and waits for it.
+func (s *Store) solo(fn func(*sqlite.Conn) error) error {
+	result := make(chan error, 1)
+	s.submit(op{kind: opSolo, fn: fn, done: func(err error) { result <- err }})
+	return <-result
+}
+
+// writer is the only goroutine that touches conn after Open. It exits when ops is closed and
+// drained.
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		first, ok := <-s.ops
+		if !ok {
+			return
+		}
+		batch := append(s.batch[:0], first)
+		open := true
+		if first.kind != opSolo {
+			batch, open = s.gather(batch, timer)
+		}
+		s.run(batch)
+		clear(batch) // drop references so callbacks and messages can be collected
+		s.batch = batch[:0]
+		if !open {
+			return
+		}
+	}
+}
+
+// gather adds to batch what is already waiting, then waits up to batch-interval (from now) for
+// more, until batch-size. A solo op ends the gathering: it runs after the batch before it.
+func (s *Store) gather(batch []op, timer *time.Timer) ([]op, bool) {
+	armed := false
+	defer func() {
+		if armed {
+			timer.Stop()
+		}
+	}()
+	for len(batch) < cap(batch) {
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, o)
+			if o.kind == opSolo {
+				return batch, true
+			}
+			continue
+		default:
+		}
+		if s.cfg.BatchInterval <= 0 {
+			return batch, true
+		}
+		if !armed {
+			timer.Reset(s.cfg.BatchInterval)
+			armed = true
+		}
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				return batch, false
+			}
+			batch = append(batch, o)
+			if o.kind == opSolo {
+				return batch, true
+			}
+		case <-timer.C:
+			armed = false
+			return batch, true
+		}
+	}
+	return batch, true
+}
+
+// run commits the batch's ordinary ops in one transaction and then runs a trailing solo op.
+func (s *Store) run(batch []op) {
+	n := len(batch)
+	if batch[n-1].kind == opSolo {
+		n--
+	}
+	if n > 0 {
+		s.commitGroup(batch[:n])
+	}
+	if n < len(batch) {
+		o := &batch[n]
+		o.finish(o.fn(s.conn))
+	}
+}
+
+func (s *Store) commitGroup(ops []op) {
+	err := s.transaction(ops)
+	if err == nil {
+		s.batches.Add(1)
+		s.committed.Add(uint64(len(ops)))
+		for i := range ops {
+			ops[i].finish(nil)
+		}
+		return
+	}
+	if len(ops) == 1 {
+		s.failed.Add(1)
+		ops[0].finish(err)
+		return
+	}
+	// Find which op failed by committing each alone: its neighbours still commit, and a failing
+	// disk fails them all, each with its own error.
+	for i := range ops {
+		err := s.transaction(ops[i : i+1])
+		if err != nil {
+			s.failed.Add(1)
+		} else {
+			s.committed.Add(1)
+		}
+		ops[i].finish(err)
+	}
+}
+
+// transaction applies ops in one transaction; on any error nothing of them remains.
+func (s *Store) transaction(ops []op) error {
+	if err := exec(s.st.begin); err != nil {
+		s.rollback()
+		return err
+	}
+	for i := range ops {
+		if err := s.apply(&ops[i]); err != nil {
+			s.rollback()
+			return err
+		}
+	}
+	if err := exec(s.st.commit); err != nil {
+		s.rollback()
+		return err
+	}
+	return nil
+}
+
+// rollback ends a failed transaction; SQLite may already have rolled it back (disk full, I/O
+// error), in which case there is nothing to do.
+func (s *Store) rollback() {
+	if !s.conn.AutocommitEnabled() {
+		if err := exec(s.st.rollback); err != nil {
+			s.log.Error("persist: rollback failed", "file", s.file, "err", err)
+		}
+	}
+}
+
+func exec(stmt *sqlite.Stmt) error {
+	_, err := stmt.Step()
+	if rerr := stmt.Reset(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *Store) apply(o *op) error {
+	st := &s.st
+	switch o.kind {
+	case opSaveRetained:
+		m := o.msg
+		q := st.saveRetained
+		q.BindText(1, m.Topic)
+		q.BindBytes(2, m.Payload)
+		q.BindInt64(3, int64(m.QoS))
+		bindBlob(q, 4, m.Properties)
+		q.BindInt64(5, m.Expires)
+		q.BindInt64(6, m.Created)
+		return exec(q)
+	case opDeleteRetained:
+		st.deleteRetained.BindText(1, o.sub.Filter)
+		return exec(st.deleteRetained)
+	case opSaveSession:
+		return s.saveSession(o.session)
+	case opDeleteSession:
+		return s.deleteSession(o.sub.ClientID)
+	case opSaveSubscription:
+		q, sub := st.saveSubscription, &o.sub
+		q.BindText(1, sub.ClientID)
+		q.BindText(2, sub.Filter)
+		q.BindInt64(3, int64(sub.QoS))
+		q.BindInt64(4, boolInt(sub.NoLocal))
+		q.BindInt64(5, boolInt(sub.RetainAsPublished))
+		q.BindInt64(6, int64(sub.RetainHandling))
+		q.BindInt64(7, int64(sub.ID))
+		return exec(q)
+	case opDeleteSubscription:
+		st.deleteSubscription.BindText(1, o.sub.ClientID)
+		st.deleteSubscription.BindText(2, o.sub.Filter)
+		return exec(st.deleteSubscription)
+	case opAddDeliveries:
+		return s.addDeliveries(o.msg, o.deliveries)
+	case opUpdateDelivery:
+		q := st.updateDelivery
+		q.BindInt64(1, int64(o.packetID))
+		q.BindInt64(2, int64(o.state))
+		q.BindText(3, o.sub.ClientID)
+		q.BindInt64(4, int64(o.messageID))
+		return exec(q)
+	case opDeleteDelivery:
+		st.deleteDelivery.BindText(1, o.sub.ClientID)
+		st.deleteDelivery.BindInt64(2, int64(o.messageID))
+		return exec(st.deleteDelivery)
+	case opAddInbound:
+		st.addInbound.BindText(1, o.sub.ClientID)
+		st.addInbound.BindInt64(2, int64(o.packetID))
+		return exec(st.addInbound)
+	case opDeleteInbound:
+		st.deleteInbound.BindText(1, o.sub.ClientID)
+		st.deleteInbound.BindInt64(2, int64(o.packetID))
+		return exec(st.deleteInbound)
+	}
+	panic("persist: unknown op kind")
+}
+
+// bindBlob binds b, or NULL for an empty b so that absent and empty read back alike (nil).
+func bindBlob(q *sqlite.Stmt, i int, b []byte) {
+	if len(b) == 0 {
+		q.BindNull(i)
+		return
+	}
+	q.BindBytes(i, b)
+}
+
+func (s *Store) saveSession(sess *Session) error {
+	q := s.st.saveSession
+	q.BindText(1, sess.ClientID)
+	q.BindInt64(2, int64(sess.Expiry))
+	q.BindInt64(3, sess.ExpiresAt)
+	if w := sess.Will; w != nil {
+		q.BindText(4, w.Message.Topic)
+		q.BindBytes(5, w.Message.Payload)
+		q.BindInt64(6, int64(w.Message.QoS))
+		q.BindInt64(7, boolInt(w.Message.Retain))
+		bindBlob(q, 8, w.Message.Properties)
+		q.BindInt64(9, w.Message.Expires)
+		q.BindInt64(10, w.Message.Created)
+		q.BindInt64(11, int64(w.Delay))
+	} else {
+		for i := 4; i <= 11; i++ {
+			q.BindNull(i)
+		}
+	}
+	return exec(q)
+}
+
+func (s *Store) deleteSession(clientID string) error {
+	for _, q := range [...]*sqlite.Stmt{s.st.deleteSessionSubs, s.st.deleteSessionDeliveries, s.st.deleteSessionInbound, s.st.deleteSession} {
+		q.BindText(1, clientID)
+		if err := exec(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) addDeliveries(m *Message, ds []Delivery) error {
+	q := s.st.insertMessage
+	q.BindInt64(1, int64(m.ID))
+	q.BindText(2, m.Topic)
+	q.BindBytes(3, m.Payload)
+	q.BindInt64(4, int64(m.QoS))
+	q.BindInt64(5, boolInt(m.Retain))
+	bindBlob(q, 6, m.Properties)
+	q.BindInt64(7, m.Expires)
+	q.BindInt64(8, m.Created)
+	if err := exec(q); err != nil {
+		return err
+	}
+	q = s.st.insertDelivery
+	for i := range ds {
+		d := &ds[i]
+		q.BindText(1, d.ClientID)
+		q.BindInt64(2, int64(m.ID))
+		q.BindInt64(3, int64(d.QoS))
+		q.BindInt64(4, int64(d.PacketID))
+		q.BindInt64(5, int64(d.State))
+		q.BindInt64(6, boolInt(d.Retain))
+		if len(d.SubIDs) == 0 {
+			q.BindNull(7)
+		} else {
+			s.scratch = appendSubIDs(s.scratch[:0], d.SubIDs)
+			q.BindBytes(7, s.scratch)
+		}
+		if err := exec(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// statements are the writer's prepared statements, prepared once at open and reused for every op.
+type statements struct {
+	begin, commit, rollback                                          *sqlite.Stmt
+	saveRetained, deleteRetained                                     *sqlite.Stmt
+	saveSession, deleteSession                                       *sqlite.Stmt
+	deleteSessionSubs, deleteSessionDeliveries, deleteSessionInbound *sqlite.Stmt
+	saveSubscription, deleteSubscription                             *sqlite.Stmt
+	insertMessage, insertDelivery, updateDelivery, deleteDelivery    *sqlite.Stmt
+	addInbound, deleteInbound                                        *sqlite.Stmt
+}
+
+func (st *statements) prepare(conn *sqlite.Conn) error {
+	for _, p := range []struct {
+		dst   **sqlite.Stmt
+		query string
+	}{
+		{&st.begin, "BEGIN IMMEDIATE;"},
+		{&st.commit, "COMMIT;"},
+		{&st.rollback, "ROLLBACK;"},
+		{&st.saveRetained, `INSERT INTO retained (topic, payload, qos, props, expires, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+			ON CONFLICT (topic) DO UPDATE SET payload = ?2, qos = ?3, props = ?4, expires = ?5, created = ?6;`},
+		{&st.deleteRetained, "DELETE FROM retained WHERE topic = ?1;"},
+		{&st.saveSession, `INSERT INTO sessions (client_id, expiry, expires_at, will_topic, will_payload, will_qos, will_retain,
+				will_props, will_expires, will_created, will_delay) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+			ON CONFLICT (client_id) DO UPDATE SET expiry = ?2, expires_at = ?3, will_topic = ?4, will_payload = ?5,
+				will_qos = ?6, will_retain = ?7, will_props = ?8, will_expires = ?9, will_created = ?10, will_delay = ?11;`},
+		{&st.deleteSession, "DELETE FROM sessions WHERE client_id = ?1;"},
+		{&st.deleteSessionSubs, "DELETE FROM subscriptions WHERE client_id = ?1;"},
+		{&st.deleteSessionDeliveries, "DELETE FROM deliveries WHERE client_id = ?1;"},
+		{&st.deleteSessionInbound, "DELETE FROM inbound WHERE client_id = ?1;"},
+		{&st.saveSubscription, `INSERT INTO subscriptions (client_id, filter, qos, no_local, rap, retain_handling, sub_id)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+			ON CONFLICT (client_id, filter) DO UPDATE SET qos = ?3, no_local = ?4, rap = ?5, retain_handling = ?6, sub_id = ?7;`},
+		{&st.deleteSubscription, "DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2;"},
+		{&st.insertMessage, `INSERT INTO messages (id, topic, payload, qos, retain, props, expires, created)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING;`},
+		{&st.insertDelivery, `INSERT INTO deliveries (client_id, message_id, qos, packet_id, state, retain, sub_ids)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+			ON CONFLICT (client_id, message_id) DO UPDATE SET qos = ?3, packet_id = ?4, state = ?5, retain = ?6, sub_ids = ?7;`},
+		{&st.updateDelivery, "UPDATE deliveries SET packet_id = ?1, state = ?2 WHERE client_id = ?3 AND message_id = ?4;"},
+		{&st.deleteDelivery, "DELETE FROM deliveries WHERE client_id = ?1 AND message_id = ?2;"},
+		{&st.addInbound, "INSERT INTO inbound (client_id, packet_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING;"},
+		{&st.deleteInbound, "DELETE FROM inbound WHERE client_id = ?1 AND packet_id = ?2;"},
+	} {
+		stmt, err := conn.Prepare(p.query)
+		if err != nil {
+			return err
+		}
+		*p.dst = stmt
+	}
+	return nil
+}
