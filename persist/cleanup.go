@@ -69,13 +69,13 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 	if age := s.cfg.Cleanup.MaxMessageAge; age > 0 {
 		cutoff = now - int64(age)
 	}
-	if err := exec(s.st.begin); err != nil {
+	if err := step(s.st.begin); err != nil {
 		s.rollback()
 		return err
 	}
 	defer func() {
 		if err == nil {
-			err = exec(s.st.commit)
+			err = step(s.st.commit)
 		}
 		if err != nil {
 			s.rollback()
@@ -116,7 +116,7 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 					return err
 				}
 				q.BindInt64(1, id)
-				if err := exec(q); err != nil {
+				if err := step(q); err != nil {
 					return err
 				}
 			}
@@ -131,7 +131,7 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 	}
 	q.BindInt64(1, now)
 	q.BindInt64(2, limit)
-	if err := exec(q); err != nil {
+	if err := step(q); err != nil {
 		return err
 	}
 	r.Retained = conn.Changes()

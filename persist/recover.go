@@ -2,6 +2,7 @@ package persist
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"zombiezen.com/go/sqlite"
@@ -169,13 +170,15 @@ func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (
 		{"DELETE FROM inbound WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
 		{"DELETE FROM sessions WHERE expires_at > 0 AND expires_at <= ?1;", &stats.ExpiredSessions},
 		{"UPDATE sessions SET expires_at = ?1 + expiry * 1000000000 WHERE expires_at = 0 AND expiry != 4294967295;", nil},
+		// Counted first: the trigger deletes most bodies along with their deliveries.
+		{"SELECT count(*) FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2;", &stats.ExpiredMessages},
 		{"DELETE FROM deliveries WHERE message_id IN (SELECT id FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2);", nil},
 		// The trigger took the bodies of the deliveries just deleted; this catches unreferenced ones.
-		{"DELETE FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2 OR id NOT IN (SELECT message_id FROM deliveries);", &stats.ExpiredMessages},
+		{"DELETE FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2 OR id NOT IN (SELECT message_id FROM deliveries);", nil},
 		{"DELETE FROM retained WHERE expires > 0 AND expires <= ?1;", &stats.ExpiredRetained},
 	}
-	for _, step := range steps {
-		q, err := conn.Prepare(step.query)
+	for _, st := range steps {
+		q, err := conn.Prepare(st.query)
 		if err != nil {
 			return err
 		}
@@ -183,11 +186,22 @@ func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (
 		if q.BindParamCount() > 1 {
 			q.BindInt64(2, cutoff)
 		}
-		if err := exec(q); err != nil {
+		if strings.HasPrefix(st.query, "SELECT") {
+			if _, err := q.Step(); err != nil {
+				q.Reset()
+				return err
+			}
+			*st.count = q.ColumnInt(0)
+			if err := q.Reset(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := step(q); err != nil {
 			return err
 		}
-		if step.count != nil {
-			*step.count += conn.Changes()
+		if st.count != nil {
+			*st.count = conn.Changes()
 		}
 	}
 	return nil

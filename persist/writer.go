@@ -249,7 +249,7 @@ func (s *Store) commitGroup(ops []op) {
 
 // transaction applies ops in one transaction; on any error nothing of them remains.
 func (s *Store) transaction(ops []op) error {
-	if err := exec(s.st.begin); err != nil {
+	if err := step(s.st.begin); err != nil {
 		s.rollback()
 		return err
 	}
@@ -259,7 +259,7 @@ func (s *Store) transaction(ops []op) error {
 			return err
 		}
 	}
-	if err := exec(s.st.commit); err != nil {
+	if err := step(s.st.commit); err != nil {
 		s.rollback()
 		return err
 	}
@@ -270,13 +270,13 @@ func (s *Store) transaction(ops []op) error {
 // error), in which case there is nothing to do.
 func (s *Store) rollback() {
 	if !s.conn.AutocommitEnabled() {
-		if err := exec(s.st.rollback); err != nil {
+		if err := step(s.st.rollback); err != nil {
 			s.log.Error("persist: rollback failed", "file", s.file, "err", err)
 		}
 	}
 }
 
-func exec(stmt *sqlite.Stmt) error {
+func step(stmt *sqlite.Stmt) error {
 	_, err := stmt.Step()
 	if rerr := stmt.Reset(); err == nil {
 		err = rerr
@@ -303,10 +303,10 @@ func (s *Store) apply(o *op) error {
 		bindBlob(q, 4, m.Properties)
 		q.BindInt64(5, m.Expires)
 		q.BindInt64(6, m.Created)
-		return exec(q)
+		return step(q)
 	case opDeleteRetained:
 		st.deleteRetained.BindText(1, o.sub.Filter)
-		return exec(st.deleteRetained)
+		return step(st.deleteRetained)
 	case opSaveSession:
 		return s.saveSession(o.session)
 	case opDeleteSession:
@@ -320,11 +320,11 @@ func (s *Store) apply(o *op) error {
 		q.BindInt64(5, boolInt(sub.RetainAsPublished))
 		q.BindInt64(6, int64(sub.RetainHandling))
 		q.BindInt64(7, int64(sub.ID))
-		return exec(q)
+		return step(q)
 	case opDeleteSubscription:
 		st.deleteSubscription.BindText(1, o.sub.ClientID)
 		st.deleteSubscription.BindText(2, o.sub.Filter)
-		return exec(st.deleteSubscription)
+		return step(st.deleteSubscription)
 	case opAddDeliveries:
 		return s.addDeliveries(o.msg, o.deliveries)
 	case opUpdateDelivery:
@@ -333,19 +333,19 @@ func (s *Store) apply(o *op) error {
 		q.BindInt64(2, int64(o.state))
 		q.BindText(3, o.sub.ClientID)
 		q.BindInt64(4, int64(o.messageID))
-		return exec(q)
+		return step(q)
 	case opDeleteDelivery:
 		st.deleteDelivery.BindText(1, o.sub.ClientID)
 		st.deleteDelivery.BindInt64(2, int64(o.messageID))
-		return exec(st.deleteDelivery)
+		return step(st.deleteDelivery)
 	case opAddInbound:
 		st.addInbound.BindText(1, o.sub.ClientID)
 		st.addInbound.BindInt64(2, int64(o.packetID))
-		return exec(st.addInbound)
+		return step(st.addInbound)
 	case opDeleteInbound:
 		st.deleteInbound.BindText(1, o.sub.ClientID)
 		st.deleteInbound.BindInt64(2, int64(o.packetID))
-		return exec(st.deleteInbound)
+		return step(st.deleteInbound)
 	}
 	panic("persist: unknown op kind")
 }
@@ -378,13 +378,13 @@ func (s *Store) saveSession(sess *Session) error {
 			q.BindNull(i)
 		}
 	}
-	return exec(q)
+	return step(q)
 }
 
 func (s *Store) deleteSession(clientID string) error {
 	for _, q := range [...]*sqlite.Stmt{s.st.deleteSessionSubs, s.st.deleteSessionDeliveries, s.st.deleteSessionInbound, s.st.deleteSession} {
 		q.BindText(1, clientID)
-		if err := exec(q); err != nil {
+		if err := step(q); err != nil {
 			return err
 		}
 	}
@@ -401,7 +401,7 @@ func (s *Store) addDeliveries(m *Message, ds []Delivery) error {
 	bindBlob(q, 6, m.Properties)
 	q.BindInt64(7, m.Expires)
 	q.BindInt64(8, m.Created)
-	if err := exec(q); err != nil {
+	if err := step(q); err != nil {
 		return err
 	}
 	q = s.st.insertDelivery
@@ -419,7 +419,7 @@ func (s *Store) addDeliveries(m *Message, ds []Delivery) error {
 			s.scratch = appendSubIDs(s.scratch[:0], d.SubIDs)
 			q.BindBytes(7, s.scratch)
 		}
-		if err := exec(q); err != nil {
+		if err := step(q); err != nil {
 			return err
 		}
 	}
