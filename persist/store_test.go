@@ -134,6 +134,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("%s: %v", step.name, err)
 		}
 	}
+	must(t, func(d func(error)) { s.AddDeliveries(&Message{ID: s.NextMessageID(), Topic: "nobody"}, nil, d) })
 	s = reopen(t, s)
 	got, stats := load(t, s)
 
