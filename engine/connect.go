@@ -35,6 +35,8 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 		return false, false
 	}
 	c.version = p.Version
+	// From here on a 5.0 remaining length must be minimal [MQTT-1.5.5-1].
+	c.reader.SetVersion(c.version)
 
 	if p.Properties.Has(packets.PropAuthMethod) {
 		// No enhanced authentication method is supported [MQTT-4.12.0-1].

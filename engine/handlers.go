@@ -48,6 +48,9 @@ func (c *client) onPublish(p *packets.Publish) error {
 	if p.Retain && !cfg.RetainAvailable {
 		return packets.Errorf(packets.RetainNotSupported, "retain is not available") // [MQTT-3.2.2-14]
 	}
+	if p.Properties.Has(packets.PropSubscriptionID) {
+		return packets.Errorf(packets.ProtocolError, "Subscription Identifier in a client's PUBLISH") // [MQTT-3.3.4-6]
+	}
 	topic := p.Topic
 	if c.version == packets.V5 {
 		var err error
