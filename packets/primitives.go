@@ -118,6 +118,9 @@ func stringErr(b []byte, i int, what string) error {
 	return badUTF8(what)
 }
 
+// Word-at-a-time byte tests ("Bit Twiddling Hacks"): for a word v,
+// (v-ones)&^v&highs is non-zero exactly when some byte of v is zero, and
+// v&highs when some byte is non-ASCII.
 const (
 	ones  = 0x0101010101010101
 	highs = 0x8080808080808080
