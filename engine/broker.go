@@ -171,12 +171,16 @@ func (b *Broker) acceptLoop(ln net.Listener) {
 			conn.Close()
 			continue
 		}
+		// Registered before CONNECT, so shutdown also closes a socket still silent: it
+		// would otherwise hold Serve for the whole connect-timeout.
+		c := newClient(b, conn)
+		b.clients[c] = struct{}{}
 		b.conns.Add(1)
 		b.mu.Unlock()
 		b.stats.Accepted.Add(1)
 		go func() {
 			defer b.conns.Done()
-			newClient(b, conn).serve()
+			c.serve()
 		}()
 	}
 }

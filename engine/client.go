@@ -79,6 +79,9 @@ func (c *client) serve() {
 	}
 	present, ok := c.connect()
 	if !ok {
+		c.b.mu.Lock()
+		delete(c.b.clients, c)
+		c.b.mu.Unlock()
 		return
 	}
 	c.b.stats.Connected.Add(1)

@@ -117,7 +117,9 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 			return false, false
 		}
 		wp := packets.Publish{Version: c.version, QoS: p.WillQoS, Retain: p.WillRetain, Topic: p.WillTopic, Payload: p.WillPayload, Properties: p.WillProperties}
-		will = &session.Will{Message: session.NewMessage(&wp, p.WillTopic, 0, now(), c.maxMessageExpiry())}
+		// Built as of time 0, so Expires holds the will's expiry interval (in ns) until
+		// publishWill stamps it: the interval counts from publication, not from CONNECT.
+		will = &session.Will{Message: session.NewMessage(&wp, p.WillTopic, 0, 0, c.maxMessageExpiry())}
 		if p.WillProperties.Has(packets.PropWillDelay) {
 			will.Delay = p.WillProperties.WillDelay
 		}
@@ -217,7 +219,7 @@ func (c *client) refuse(version byte, code packets.ReasonCode) {
 	case packets.V5:
 		buf = (&packets.Connack{Version: version, Reason: code}).Append(nil)
 	case packets.V31, packets.V311:
-		buf = (&packets.Connack{Version: version, Reason: packets.ReasonCode(packets.ConnackCode311(code))}).Append(nil)
+		buf = (&packets.Connack{Version: version, Reason: code}).Append(nil) // Append maps the code to 3.x
 	default:
 		if code != packets.UnsupportedProtocolVersion {
 			return // not CONNECT as any version knows it: close without a CONNACK
@@ -226,7 +228,7 @@ func (c *client) refuse(version byte, code packets.ReasonCode) {
 			// A newer client most likely parses the 5.0 form.
 			buf = (&packets.Connack{Version: packets.V5, Reason: code}).Append(nil)
 		} else {
-			buf = (&packets.Connack{Version: packets.V311, Reason: packets.ReasonCode(packets.ConnackCode311(code))}).Append(nil)
+			buf = (&packets.Connack{Version: packets.V311, Reason: code}).Append(nil)
 		}
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))

@@ -196,6 +196,9 @@ func (b *Broker) endSessionLocked(e *entry) *session.Will {
 }
 
 func (b *Broker) publishWill(w *session.Will) {
+	if w.Message.Expires != 0 {
+		w.Message.Expires += now() // see connect: the interval starts now [MQTT-3.3.2-5]
+	}
 	var m topics.Matches
 	b.route(w.Message, &m)
 }
