@@ -38,6 +38,7 @@ type Broker struct {
 	log      *slog.Logger
 	router   *topics.Router
 	retained *topics.Retained[*session.Message]
+	messages session.MessagePool
 	registry registry
 	stats    Stats
 	// memory counts the bytes queued in every session, bounded by mqtt.max-memory.

@@ -302,7 +302,12 @@ func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
 		if !ok {
 			break
 		}
+		// appendPublish may drop a QoS 1/2 delivery (too large), which clears *o.
+		msg, qos := o.Message, o.QoS
 		buf = c.appendPublish(buf, o, t)
+		if qos == 0 {
+			msg.Release() // encoded: the write buffer holds its bytes now
+		}
 	}
 	return buf, false
 }

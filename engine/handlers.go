@@ -103,8 +103,9 @@ func (c *client) onPublish(p *packets.Publish) error {
 		}
 	}
 
-	msg := session.NewMessage(p, topic, e.s.Key, now(), c.maxMessageExpiry())
+	msg := c.b.messages.Get(p, topic, e.s.Key, now(), c.maxMessageExpiry())
 	c.b.route(msg, &c.matches)
+	msg.Release() // the creator's reference; queues hold their own
 	switch p.QoS {
 	case 1:
 		c.ack(packets.TypePuback, p.PacketID, packets.Success) // [MQTT-4.3.2-2]

@@ -210,7 +210,9 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) {
 		if len(msg.Payload) == 0 {
 			b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
 		} else {
-			b.retained.Set(msg.Topic, msg, msg.Size()) // [MQTT-3.3.1-5]
+			// The index keeps a copy outside the pool: it has no moment to release it.
+			pinned := msg.Pinned()
+			b.retained.Set(pinned.Topic, pinned, pinned.Size()) // [MQTT-3.3.1-5]
 		}
 	}
 	m.Reset()

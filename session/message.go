@@ -5,6 +5,8 @@
 package session
 
 import (
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/x0a1b/promptmq/packets"
@@ -27,6 +29,59 @@ type Message struct {
 	// Publisher is the session key of the sender, for No Local [MQTT-3.8.3-3]; 0 for the broker.
 	Publisher uint64
 	size      int
+
+	// refs counts the holders of a pooled message: its creator until routing ends, and
+	// every queue or inflight slot that holds it. At zero it returns to pool. A message
+	// with no pool (retained copies, wills) is never recycled and ignores Hold and Release.
+	refs atomic.Int32
+	pool *MessagePool
+	buf  []byte
+	user []packets.UserProperty
+}
+
+// MessagePool recycles Messages and their buffers, because the message allocated per
+// PUBLISH is the largest cost after syscalls (DESIGN.md, Concurrency). The broker owns
+// one; nothing about it is global.
+type MessagePool struct {
+	pool sync.Pool
+}
+
+// maxPooledBuffer keeps rare huge payloads from being pinned in the pool.
+const maxPooledBuffer = 64 << 10
+
+// Hold takes one more reference to m for a queue or inflight slot.
+func (m *Message) Hold() {
+	if m.pool != nil {
+		m.refs.Add(1)
+	}
+}
+
+// Release drops one reference; the last returns a pooled message to its pool.
+func (m *Message) Release() {
+	if m.pool == nil {
+		return
+	}
+	switch n := m.refs.Add(-1); {
+	case n == 0:
+		p := m.pool
+		buf, user := m.buf[:0], m.user[:0]
+		if cap(buf) > maxPooledBuffer {
+			buf = nil
+		}
+		*m = Message{buf: buf, user: user}
+		p.pool.Put(m)
+	case n < 0:
+		panic("session: Message released more often than held")
+	}
+}
+
+// Pinned returns a copy of m that is never recycled, for holders with no clear end: the
+// retained index.
+func (m *Message) Pinned() *Message {
+	c := &Message{}
+	c.fill(m.Topic, m.QoS, m.Retain, m.Payload, &m.Properties, m.Publisher)
+	c.Expires = m.Expires
+	return c
 }
 
 // Size is the number of bytes the message holds, for queue and memory accounting.
@@ -50,28 +105,65 @@ func (m *Message) RemainingExpiry(now int64) uint32 {
 // alias may have supplied it. now is unix nanoseconds; maxExpiry (seconds, 0 = none) caps the
 // Message Expiry Interval the publisher asked.
 func NewMessage(p *packets.Publish, topic []byte, publisher uint64, now int64, maxExpiry uint32) *Message {
-	props := &p.Properties
-	n := len(topic) + len(p.Payload)
-	keep := props.Has(packets.PropContentType) || props.Has(packets.PropResponseTopic) || props.Has(packets.PropCorrelationData)
-	if keep {
-		n += len(props.ContentType) + len(props.ResponseTopic) + len(props.CorrelationData)
+	return newMessage(&Message{}, p, topic, publisher, now, maxExpiry)
+}
+
+// Get is NewMessage from the pool: the message starts with one reference, its creator's.
+func (mp *MessagePool) Get(p *packets.Publish, topic []byte, publisher uint64, now int64, maxExpiry uint32) *Message {
+	m, _ := mp.pool.Get().(*Message)
+	if m == nil {
+		m = &Message{}
 	}
+	m.pool = mp
+	m.refs.Store(1)
+	return newMessage(m, p, topic, publisher, now, maxExpiry)
+}
+
+func newMessage(m *Message, p *packets.Publish, topic []byte, publisher uint64, now int64, maxExpiry uint32) *Message {
+	m.fill(unsafe.String(unsafe.SliceData(topic), len(topic)), p.QoS, p.Retain, p.Payload, &p.Properties, publisher)
+	props := &p.Properties
+	if props.Has(packets.PropMessageExpiry) {
+		expiry := props.MessageExpiry
+		if maxExpiry != 0 && expiry > maxExpiry {
+			expiry = maxExpiry
+		}
+		m.Expires = now + int64(expiry)*1_000_000_000
+	} else if maxExpiry != 0 {
+		m.Expires = now + int64(maxExpiry)*1_000_000_000
+	}
+	return m
+}
+
+// fill copies topic, payload and the forwardable properties into m's own buffer.
+func (m *Message) fill(topic string, qos byte, retain bool, payload []byte, props *packets.Properties, publisher uint64) {
+	n := len(topic) + len(payload)
+	n += len(props.ContentType) + len(props.ResponseTopic) + len(props.CorrelationData)
 	for _, u := range props.User {
 		n += len(u.Key) + len(u.Value)
 	}
-	m := &Message{QoS: p.QoS, Retain: p.Retain, Publisher: publisher, size: n}
-	buf := make([]byte, 0, n)
+	m.QoS, m.Retain, m.Publisher, m.size = qos, retain, publisher, n
+	buf := m.buf[:0]
+	if cap(buf) < n {
+		buf = make([]byte, 0, n)
+	}
 	take := func(b []byte) []byte {
 		start := len(buf)
 		buf = append(buf, b...)
 		return buf[start:len(buf):len(buf)]
 	}
-	t := take(topic)
-	if len(t) > 0 {
-		// The buffer is never written again, so a string view of it is safe and saves a copy.
+	takeString := func(s string) []byte {
+		start := len(buf)
+		buf = append(buf, s...)
+		return buf[start:len(buf):len(buf)]
+	}
+	m.Topic = ""
+	if t := takeString(topic); len(t) > 0 {
+		// The buffer is not written again while m lives, so a string view of it is safe
+		// and saves a copy.
 		m.Topic = unsafe.String(&t[0], len(t))
 	}
-	m.Payload = take(p.Payload)
+	m.Payload = take(payload)
+	m.Properties.Reset()
 	if props.Has(packets.PropPayloadFormat) {
 		m.Properties.Set(packets.PropPayloadFormat)
 		m.Properties.PayloadFormat = props.PayloadFormat
@@ -88,23 +180,17 @@ func NewMessage(p *packets.Publish, topic []byte, publisher uint64, now int64, m
 		m.Properties.Set(packets.PropCorrelationData)
 		m.Properties.CorrelationData = take(props.CorrelationData)
 	}
+	m.Properties.User = nil
 	if len(props.User) > 0 {
 		m.Properties.Set(packets.PropUserProperty)
-		m.Properties.User = make([]packets.UserProperty, len(props.User))
-		for i, u := range props.User {
-			m.Properties.User[i] = packets.UserProperty{Key: take(u.Key), Value: take(u.Value)}
+		user := m.user[:0]
+		for _, u := range props.User {
+			user = append(user, packets.UserProperty{Key: take(u.Key), Value: take(u.Value)})
 		}
+		m.user = user
+		m.Properties.User = user
 	}
-	if props.Has(packets.PropMessageExpiry) {
-		expiry := props.MessageExpiry
-		if maxExpiry != 0 && expiry > maxExpiry {
-			expiry = maxExpiry
-		}
-		m.Expires = now + int64(expiry)*1_000_000_000
-	} else if maxExpiry != 0 {
-		m.Expires = now + int64(maxExpiry)*1_000_000_000
-	}
-	return m
+	m.buf = buf
 }
 
 // AppendPublish encodes m as a PUBLISH for one recipient into dst. scratch is the caller's

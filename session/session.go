@@ -170,11 +170,13 @@ func (s *Session) Enqueue(o Outgoing, online bool) bool {
 			break
 		}
 		s.addBytes(-int64(old.Message.Size()))
+		old.Message.Release()
 		s.drop(DropQueueFull, 1)
 	}
 	o.PacketID = 0
 	o.Sent = false
 	o.Released = false
+	o.Message.Hold()
 	s.queue.pushBack(o)
 	s.addBytes(size)
 	return true
@@ -203,7 +205,8 @@ func (s *Session) Inflight() int { return s.live }
 // enters the inflight window with a fresh packet id, and waits while the window is full
 // (so QoS 0 behind it waits too: order is kept [MQTT-4.6.0-6]). Expired messages are
 // dropped on the way [MQTT-3.3.2-5]. The returned pointer is valid until the next call
-// that changes the session.
+// that changes the session. The caller releases a QoS 0 message (o.Message.Release) once
+// it has encoded it; a QoS 1/2 message stays held by its inflight slot.
 func (s *Session) Next(now int64) (*Outgoing, bool) {
 	for {
 		head := s.queue.front()
@@ -212,6 +215,7 @@ func (s *Session) Next(now int64) (*Outgoing, bool) {
 		}
 		if head.Message.Expired(now) {
 			s.addBytes(-int64(head.Message.Size()))
+			head.Message.Release()
 			s.queue.popFront()
 			s.drop(DropExpired, 1)
 			continue
@@ -260,6 +264,7 @@ func (s *Session) complete(id uint16) {
 	seq := s.ids[id]
 	delete(s.ids, id)
 	o := s.inflight.at(int(seq - s.inflightSeq))
+	o.Message.Release()
 	*o = Outgoing{}
 	s.live--
 	for {
@@ -358,6 +363,12 @@ func (s *Session) Clear() {
 			break
 		}
 		s.addBytes(-int64(o.Message.Size()))
+		o.Message.Release()
+	}
+	for i := 0; i < s.inflight.len(); i++ {
+		if o := s.inflight.at(i); o.Message != nil {
+			o.Message.Release()
+		}
 	}
 	s.inflight = ring{}
 	s.inflightSeq = 0
