@@ -384,3 +384,38 @@ func TestReaderCompaction(t *testing.T) {
 		t.Fatalf("%d packets", n)
 	}
 }
+
+// Reset clears every field, whether it zeroes field by field (few
+// properties) or the whole struct.
+func TestResetEveryProperty(t *testing.T) {
+	for id := PropertyID(1); id < 64; id++ {
+		if strings.HasPrefix(id.String(), "PropertyID(") {
+			continue
+		}
+		var p Properties
+		wire := []byte{byte(id)}
+		switch id {
+		case PropContentType, PropResponseTopic, PropCorrelationData, PropAssignedClientID, PropAuthMethod,
+			PropAuthData, PropResponseInfo, PropServerReference, PropReasonString:
+			wire = append(wire, 0, 1, 'x')
+		case PropUserProperty:
+			wire = append(wire, 0, 1, 'k', 0, 1, 'v')
+		case PropMessageExpiry, PropSessionExpiry, PropWillDelay, PropMaximumPacketSize:
+			wire = append(wire, 0, 0, 0, 1)
+		case PropServerKeepAlive, PropReceiveMaximum, PropTopicAliasMaximum, PropTopicAlias:
+			wire = append(wire, 0, 1)
+		default:
+			wire = append(wire, 1)
+		}
+		if id == PropAuthData {
+			wire = append(wire, byte(PropAuthMethod), 0, 1, 'm') // data needs a method
+		}
+		if err := p.decode(wire, ^uint64(0), "test"); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		p.Reset()
+		if !equalLoose(p, Properties{}) {
+			t.Fatalf("%s: Reset left %+v", id, p)
+		}
+	}
+}
