@@ -29,6 +29,9 @@ func main() {
 			name = name[:i] // drop -GOMAXPROCS
 		}
 		j := strings.LastIndexByte(name, '/')
+		if j < 0 || !(strings.HasPrefix(name, "BenchmarkDecode/") || strings.HasPrefix(name, "BenchmarkEncode/")) {
+			continue // other benchmarks of the module (topics) have their own reading
+		}
 		op, codec := strings.TrimPrefix(name[:j], "Benchmark"), name[j+1:]
 		if samples[op] == nil {
 			samples[op] = map[string]*sample{}
