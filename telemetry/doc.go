@@ -1,5 +1,8 @@
-// Package telemetry owns what the broker tells its operators: the lock-free counters and gauges
-// exported as Prometheus text, the HTTP side server (/metrics, /health, /debug/pprof/), and the setup
-// of the process's log/slog logger. The engine reaches it through small interfaces so that the
-// protocol packets never depend on how they are observed.
+// Package telemetry owns what the broker tells its operators: the registry of metric families
+// exported as Prometheus text (values read from the owners' lock-free counters at scrape time,
+// lock-free histograms, and the go_* and process_* metrics of VictoriaMetrics/metrics), the HTTP
+// side server (/metrics, /health, /ready, /debug/pprof/), and the setup of the process's
+// log/slog logger. It imports nothing of the broker: the engine registers its own counters here
+// and cmd/promptmqd wires the two together, so the protocol packages never depend on how they
+// are observed.
 package telemetry
