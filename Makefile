@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 30s
 ARGS     ?=
 
-.PHONY: build run test bench fuzz install
+.PHONY: build run test interop bench fuzz install
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/promptmqd
@@ -21,6 +21,11 @@ test:
 	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then echo "gofmt -l reports:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# Interoperability with Debian's mosquitto_pub/mosquitto_sub (package mosquitto-clients): the
+# engine's Interop tests, which skip without the programs unless CI=true.
+interop:
+	$(GO) test -race -count=1 -run Interop ./engine
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -248,3 +248,10 @@ func TestWillPaho(t *testing.T) {
 		t.Fatalf("will %q on %q props %+v", got.Payload, got.Topic, got.Properties)
 	}
 }
+
+// withWill311 adds a QoS 1 will to a 3.x CONNECT.
+func withWill311(topic, payload string) func(*packets.Connect) {
+	return func(p *packets.Connect) {
+		p.WillFlag, p.WillQoS, p.WillTopic, p.WillPayload = true, 1, []byte(topic), []byte(payload)
+	}
+}
