@@ -9,9 +9,10 @@ import (
 	"github.com/x0a1b/promptmq/packets"
 )
 
-// TestNoGoroutineLeak: after 1,000 connect/subscribe/publish/disconnect cycles, and as many
-// connections cut without DISCONNECT, the goroutine count returns to its baseline. Not
-// parallel: it counts every goroutine of the process.
+// TestNoGoroutineLeak: after 1,000 connect/subscribe/publish/disconnect cycles (half of
+// them cut without DISCONNECT, a quarter leaving a session with a pending expiry timer),
+// the goroutine count returns to its baseline. Not parallel: it counts every goroutine of
+// the process.
 func TestNoGoroutineLeak(t *testing.T) {
 	_, addr := testBroker(t, nil)
 	// The baseline is taken with the accept loop surely running and one idle connection,
@@ -23,7 +24,13 @@ func TestNoGoroutineLeak(t *testing.T) {
 	const cycles = 1000
 	for i := range cycles {
 		c := dialRaw(t, addr, packets.V5)
-		c.mustConnect(fmt.Sprint("leak", i%10), nil)
+		if i%4 == 0 {
+			// A session that outlives its connection, with its expiry timer pending: the
+			// timers must cost no goroutine.
+			c.mustConnect(fmt.Sprint("kept", i), expiring(60))
+		} else {
+			c.mustConnect(fmt.Sprint("leak", i%10), nil)
+		}
 		c.subscribe(1, 0, sub("leak", 1))
 		c.pub("leak", 0, 0, "x")
 		c.nextPublish()

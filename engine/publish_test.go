@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/x0a1b/promptmq/conf"
@@ -253,5 +254,46 @@ func TestReceiveMaximumInbound(t *testing.T) {
 				t.Fatalf("round %d: PUBCOMP %v", round, c.Reason)
 			}
 		}
+	}
+}
+
+// TestWriterCoalesces: every packet ready for a client goes out in one write. A subscriber
+// with Receive Maximum 1 holds one QoS 1 delivery unacknowledged, so the next QoS 1 and
+// 100 QoS 0 behind it wait in its queue; its PUBACK releases them all at once, and the
+// first read after it returns every one of them (one write is one segment on loopback).
+func TestWriterCoalesces(t *testing.T) {
+	t.Parallel()
+	_, addr := testBroker(t, nil)
+	s := dialRaw(t, addr, packets.V5)
+	s.mustConnect("s", func(p *packets.Connect) {
+		p.Properties.Set(packets.PropReceiveMaximum)
+		p.Properties.ReceiveMaximum = 1
+	})
+	s.subscribe(1, 0, sub("co/#", 1))
+	p := dialRaw(t, addr, packets.V5)
+	p.mustConnect("p", nil)
+	p.pub("co/1", 1, 1, "first")
+	first := s.nextPublish()
+	p.pub("co/2", 1, 2, "second")
+	const n = 100
+	var want int
+	want += len((&packets.Publish{Version: packets.V5, Topic: []byte("co/2"), QoS: 1, PacketID: 2, Payload: []byte("second")}).Append(nil))
+	for i := range n {
+		p.send(&packets.Publish{Version: packets.V5, Topic: []byte("co/0"), Payload: []byte(fmt.Sprintf("%03d", i))})
+		want += len((&packets.Publish{Version: packets.V5, Topic: []byte("co/0"), Payload: []byte("000")}).Append(nil))
+	}
+	p.ping() // all routed: they wait in the subscriber's queue
+	if s.r.Buffered() != 0 {
+		t.Fatalf("%d bytes arrived while the window was full", s.r.Buffered())
+	}
+	s.ackPublish(first)
+	buf := make([]byte, 64<<10)
+	s.conn.SetReadDeadline(time.Now().Add(rawWait))
+	got, err := s.conn.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("first read after the ack returned %d bytes, want all %d in one write", got, want)
 	}
 }
