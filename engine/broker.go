@@ -22,6 +22,7 @@ import (
 
 	"github.com/x0a1b/promptmq/conf"
 	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/persist"
 	"github.com/x0a1b/promptmq/session"
 	"github.com/x0a1b/promptmq/topics"
 )
@@ -39,6 +40,9 @@ type Broker struct {
 	router   *topics.Router
 	retained *topics.Retained[*session.Message]
 	messages session.MessagePool
+	store    *persist.Store
+	// durable is whether the store writes to disk (storage.data-dir is set).
+	durable  bool
 	registry registry
 	stats    Stats
 	// memory counts the bytes queued in every session, bounded by mqtt.max-memory.
@@ -59,11 +63,14 @@ type Broker struct {
 // entry is a session as the broker holds it: the protocol state, the connection attached to
 // it (nil while offline) and its timers. mu guards every field but key and online.
 type entry struct {
-	mu          sync.Mutex
-	key         uint64
-	s           *session.Session
-	client      *client
-	online      atomic.Bool
+	mu     sync.Mutex
+	key    uint64
+	s      *session.Session
+	client *client
+	online atomic.Bool
+	// durable: the store keeps this session (its expiry interval is above zero).
+	durable     atomic.Bool
+	expiresAt   int64 // unix ns the session ends while offline; 0 never or while connected
 	pendingWill *session.Will
 	willTimer   *time.Timer
 	expiryTimer *time.Timer
@@ -93,6 +100,10 @@ func New(opts Options) (*Broker, error) {
 	b.online = func(key uint64) bool {
 		e := b.registry.get(key)
 		return e != nil && e.online.Load()
+	}
+	// Recovery runs before any listener opens (DESIGN.md, Durable state).
+	if err := b.openStore(); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
@@ -213,6 +224,11 @@ func (b *Broker) shutdown() {
 		e.mu.Unlock()
 	}
 	b.mu.Unlock()
+	// Last: wills published during shutdown have been submitted, and Close waits for the
+	// writer to commit everything queued.
+	if err := b.store.Close(); err != nil {
+		b.log.Error("persist: close failed", "err", err)
+	}
 }
 
 // Shutdown is for callers that used Listen and Serve with a context they cannot cancel.

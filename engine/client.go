@@ -7,9 +7,11 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/persist"
 	"github.com/x0a1b/promptmq/session"
 	"github.com/x0a1b/promptmq/topics"
 )
@@ -37,6 +39,10 @@ type client struct {
 	keepAlive time.Duration
 	// requestProblemInfo is the client's Request Problem Information (default 1).
 	requestProblemInfo bool
+	// pendingAcks counts acknowledgements waiting for the store (see ackPublish).
+	pendingAcks atomic.Int32
+	// storeUpdates is the writer's scratch for delivery rows changed by sending.
+	storeUpdates []storeUpdate
 
 	// Guarded by e.mu (the writer shares them):
 	ctrl            []byte // encoded acknowledgements and control packets not yet written
@@ -238,6 +244,10 @@ func (c *client) writeLoop() {
 		for {
 			var closeNow bool
 			buf, closeNow = c.fill(buf[:0], stopping)
+			if len(c.storeUpdates) > 0 {
+				c.b.applyUpdates(c.id, c.storeUpdates)
+				c.storeUpdates = c.storeUpdates[:0]
+			}
 			if len(buf) > 0 {
 				c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
 				if _, err := c.conn.Write(buf); err != nil {
@@ -303,10 +313,14 @@ func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
 			break
 		}
 		// appendPublish may drop a QoS 1/2 delivery (too large), which clears *o.
-		msg, qos := o.Message, o.QoS
-		buf = c.appendPublish(buf, o, t)
+		msg, qos, id, storeID := o.Message, o.QoS, o.PacketID, o.Message.StoreID
+		var sent bool
+		buf, sent = c.appendPublish(buf, o, t)
 		if qos == 0 {
 			msg.Release() // encoded: the write buffer holds its bytes now
+		} else if storeID != 0 && e.durable.Load() {
+			// Submitted by writeLoop once the lock is released (see store.go).
+			c.storeUpdates = append(c.storeUpdates, storeUpdate{messageID: storeID, packetID: id, state: persist.Sent, remove: !sent})
 		}
 	}
 	return buf, false
@@ -314,7 +328,7 @@ func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
 
 // appendPublish encodes one delivery. A PUBLISH larger than the client's Maximum Packet Size
 // is not sent and the delivery is dropped [MQTT-3.1.2-25]. The caller holds c.e.mu.
-func (c *client) appendPublish(buf []byte, o *session.Outgoing, t int64) []byte {
+func (c *client) appendPublish(buf []byte, o *session.Outgoing, t int64) ([]byte, bool) {
 	start := len(buf)
 	var alias uint16
 	var known bool
@@ -331,9 +345,9 @@ func (c *client) appendPublish(buf []byte, o *session.Outgoing, t int64) []byte 
 			c.e.s.DropInflight(o.PacketID)
 		}
 		c.b.stats.dropped(session.DropTooLarge, 1)
-		return buf
+		return buf, false
 	}
 	o.Sent = true
 	c.b.stats.MessagesSent.Add(1)
-	return buf
+	return buf, true
 }

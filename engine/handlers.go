@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/persist"
 	"github.com/x0a1b/promptmq/session"
 	"github.com/x0a1b/promptmq/topics"
 )
@@ -77,7 +78,7 @@ func (c *client) onPublish(p *packets.Publish) error {
 		if !first {
 			// A retransmission of an id still held: acknowledge, do not deliver again
 			// [MQTT-4.3.3-10].
-			c.ack(packets.TypePubrec, p.PacketID, packets.Success)
+			c.ackPublish(packets.TypePubrec, p.PacketID, nil)
 			return nil
 		}
 	}
@@ -103,16 +104,70 @@ func (c *client) onPublish(p *packets.Publish) error {
 		}
 	}
 
+	if p.QoS == 2 && e.durable.Load() {
+		// Remembered before the PUBREC that the store's order makes wait for it.
+		c.b.store.AddInbound(e.s.ClientID, p.PacketID, c.b.logStoreError("add inbound"))
+	}
 	msg := c.b.messages.Get(p, topic, e.s.Key, now(), c.maxMessageExpiry())
-	c.b.route(msg, &c.matches)
+	work := c.b.route(msg, &c.matches)
 	msg.Release() // the creator's reference; queues hold their own
 	switch p.QoS {
+	case 0:
+		if work != nil {
+			work.done(nil)
+		}
 	case 1:
-		c.ack(packets.TypePuback, p.PacketID, packets.Success) // [MQTT-4.3.2-2]
+		c.ackPublish(packets.TypePuback, p.PacketID, work) // [MQTT-4.3.2-2]
 	case 2:
-		c.ack(packets.TypePubrec, p.PacketID, packets.Success) // [MQTT-4.3.3-9]
+		c.ackPublish(packets.TypePubrec, p.PacketID, work) // [MQTT-4.3.3-9]
 	}
 	return nil
+}
+
+func storeIDIf(ok bool, id uint64) uint64 {
+	if ok {
+		return id
+	}
+	return 0
+}
+
+// ackPublish acknowledges a QoS 1/2 PUBLISH: at once when nothing of it had to reach the
+// disk, else when work is done. While any ack of this client waits for the store, later
+// ones wait behind it (a Barrier), so acks keep the order of the PUBLISH packets.
+func (c *client) ackPublish(t packets.Type, id uint16, work *durableWork) {
+	switch {
+	case work != nil:
+		c.pendingAcks.Add(1)
+		work.finish = func(failed bool) { c.durableAck(t, id, failed) }
+		work.done(nil)
+	case c.pendingAcks.Load() > 0:
+		c.pendingAcks.Add(1)
+		c.b.store.Barrier(func(error) { c.durableAck(t, id, false) })
+	default:
+		c.ack(t, id, packets.Success)
+	}
+}
+
+// durableAck runs on the store's writer once a PUBLISH's durable effects committed or
+// failed. A failed write is never acknowledged as success: a 5.0 client gets 0x80 and may
+// publish again; a 3.x client, which cannot be refused, is disconnected.
+func (c *client) durableAck(t packets.Type, id uint16, failed bool) {
+	// The count drops after the ack is queued, so an immediate ack cannot overtake it.
+	defer c.pendingAcks.Add(-1)
+	if !failed {
+		c.ack(t, id, packets.Success)
+		return
+	}
+	if c.version != packets.V5 {
+		c.kick(packets.UnspecifiedError)
+		return
+	}
+	if t == packets.TypePubrec {
+		c.e.mu.Lock()
+		c.e.s.Release(id) // not stored: the client may send it again as new
+		c.e.mu.Unlock()
+	}
+	c.ack(t, id, packets.UnspecifiedError)
 }
 
 // receiveMaximum is the broker's Receive Maximum: inbound QoS 2 publishes allowed in flight.
@@ -134,15 +189,25 @@ func (c *client) onAck(a *packets.Ack) error {
 	e := c.e
 	e.mu.Lock()
 	wake := false
+	// Store rows change after the lock is released (see store.go).
+	var storeID uint64
+	if e.durable.Load() {
+		storeID = e.s.InflightStoreID(a.PacketID)
+	}
+	update := storeUpdate{packetID: a.PacketID, remove: true}
+	inboundDone := false
 	switch a.Type {
 	case packets.TypePuback:
 		wake = e.s.Acked(a.PacketID)
+		update.messageID = storeIDIf(wake, storeID)
 	case packets.TypePubrec:
 		failed := a.Reason >= 0x80
 		if e.s.Received(a.PacketID, failed) {
+			update.messageID = storeID
 			if failed {
 				wake = true // the window slot is free
 			} else {
+				update.remove, update.state = false, persist.Released
 				c.queueAck(&packets.Ack{Type: packets.TypePubrel, Version: c.version, PacketID: a.PacketID}) // [MQTT-4.3.3-4]
 				wake = true
 			}
@@ -154,13 +219,22 @@ func (c *client) onAck(a *packets.Ack) error {
 		reason := packets.Success
 		if !e.s.Release(a.PacketID) {
 			reason = packets.PacketIdentifierNotFound
+		} else {
+			inboundDone = e.durable.Load()
 		}
 		c.queueAck(&packets.Ack{Type: packets.TypePubcomp, Version: c.version, PacketID: a.PacketID, Reason: reason}) // [MQTT-4.3.3-11]
 		wake = true
 	case packets.TypePubcomp:
 		wake = e.s.Completed(a.PacketID)
+		update.messageID = storeIDIf(wake, storeID)
 	}
 	e.mu.Unlock()
+	if update.messageID != 0 {
+		c.b.applyUpdates(e.s.ClientID, []storeUpdate{update})
+	}
+	if inboundDone {
+		c.b.store.DeleteInbound(e.s.ClientID, a.PacketID, c.b.logStoreError("delete inbound"))
+	}
 	if wake {
 		c.wakeWriter()
 	}
@@ -245,6 +319,9 @@ func (c *client) subscribeOne(s *packets.Subscription, subID uint32, wanted *[]r
 	if err != nil {
 		return fail(packets.TopicFilterInvalid)
 	}
+	if e.durable.Load() {
+		c.b.saveSubscription(e.s.ClientID, session.Subscription{Filter: filter, Options: opts, ID: subID})
+	}
 	// Retain Handling: 0 sends retained messages, 1 only for a new subscription, 2 never; a
 	// shared subscription never gets them [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
 	if !shared && (opts.RetainHandling == 0 || (opts.RetainHandling == 1 && !replaced)) {
@@ -285,6 +362,7 @@ func (c *client) sendRetained(w retainedWanted) {
 func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
 	unsuback := packets.Unsuback{Version: c.version, PacketID: p.PacketID, Reasons: make([]packets.ReasonCode, 0, len(p.Filters))}
 	e := c.e
+	var removed []string
 	e.mu.Lock()
 	for _, f := range p.Filters {
 		filter := string(f)
@@ -293,11 +371,17 @@ func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
 			delete(e.s.Subscriptions, filter)
 			c.b.router.Unsubscribe(e.s.Key, filter)
 			code = packets.Success
+			removed = append(removed, filter)
 		}
 		unsuback.Reasons = append(unsuback.Reasons, code)
 	}
 	c.ctrl = unsuback.Append(c.ctrl) // [MQTT-3.10.4-4]
 	e.mu.Unlock()
+	if e.durable.Load() {
+		for _, filter := range removed {
+			c.b.store.DeleteSubscription(e.s.ClientID, filter, c.b.logStoreError("delete subscription"))
+		}
+	}
 	c.wakeWriter()
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/persist"
 	"github.com/x0a1b/promptmq/session"
 	"github.com/x0a1b/promptmq/topics"
 )
@@ -74,7 +75,25 @@ func (b *Broker) attach(c *client, id string, cleanStart bool, expiry uint32, wi
 		e.s.Version = c.version
 		e.s.ExpiryInterval = expiry
 		e.s.Will = will
+		e.expiresAt = 0
+		wasDurable, durable := e.durable.Load(), b.durable && expiry > 0
+		e.durable.Store(durable)
+		var subs []session.Subscription
+		if durable && !wasDurable {
+			for _, s := range e.s.Subscriptions {
+				subs = append(subs, s)
+			}
+		}
 		e.mu.Unlock()
+		switch {
+		case durable:
+			b.saveSession(id, expiry, 0, will)
+			for _, s := range subs {
+				b.saveSubscription(id, s)
+			}
+		case wasDurable:
+			b.deleteSession(id)
+		}
 		c.e = e
 		b.clients[c] = struct{}{}
 		b.mu.Unlock()
@@ -122,10 +141,14 @@ func (b *Broker) detach(c *client, graceful bool) {
 	}
 	if expiry != 0 && expiry != neverExpires {
 		e.expiryTimer = time.AfterFunc(time.Duration(expiry)*time.Second, func() { b.expire(e) })
+		e.expiresAt = now() + int64(expiry)*int64(time.Second)
 	}
+	durable, expiresAt, pendingWill := e.durable.Load(), e.expiresAt, e.pendingWill
 	e.mu.Unlock()
 	if expiry == 0 {
 		b.endSessionLocked(e)
+	} else if durable {
+		b.saveSession(e.s.ClientID, expiry, expiresAt, pendingWill)
 	}
 	b.mu.Unlock()
 	if publishNow != nil {
@@ -139,9 +162,14 @@ func (b *Broker) willDue(e *entry) {
 	will := e.pendingWill
 	e.pendingWill = nil
 	e.willTimer = nil
+	save := will != nil && e.durable.Load() && e.client == nil && !e.ended
+	expiry, expiresAt := e.s.ExpiryInterval, e.expiresAt
 	e.mu.Unlock()
 	if will != nil {
 		b.publishWill(will)
+	}
+	if save {
+		b.saveSession(e.s.ClientID, expiry, expiresAt, nil) // published: not again after a restart
 	}
 }
 
@@ -187,7 +215,11 @@ func (b *Broker) endSessionLocked(e *entry) *session.Will {
 	clear(e.s.Subscriptions)
 	e.s.Clear()
 	id := e.s.ClientID
+	durable := e.durable.Swap(false)
 	e.mu.Unlock()
+	if durable {
+		b.deleteSession(id)
+	}
 	if b.sessions[id] == e {
 		delete(b.sessions, id)
 	}
@@ -200,12 +232,15 @@ func (b *Broker) publishWill(w *session.Will) {
 		w.Message.Expires += now() // see connect: the interval starts now [MQTT-3.3.2-5]
 	}
 	var m topics.Matches
-	b.route(w.Message, &m)
+	if work := b.route(w.Message, &m); work != nil {
+		work.done(nil) // nobody waits for a will's durable effects
+	}
 }
 
-// route delivers msg to every matching subscription and updates the retained index.
-func (b *Broker) route(msg *session.Message, m *topics.Matches) {
-	b.stats.MessagesReceived.Add(1)
+// route delivers msg to every matching subscription and updates the retained index. When the
+// message has durable effects it submits them first and returns their work, on which the
+// caller sets finish (the publisher's ack) and then calls done(nil); otherwise it returns nil.
+func (b *Broker) route(msg *session.Message, m *topics.Matches) *durableWork {
 	if msg.Retain {
 		if len(msg.Payload) == 0 {
 			b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
@@ -217,6 +252,24 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) {
 	}
 	m.Reset()
 	b.router.Match(msg.Topic, msg.Publisher, b.online, m)
+	var work *durableWork
+	if b.durable && (msg.QoS > 0 || msg.Retain) {
+		// Rows go to the store before the message reaches any queue, so that no PUBACK's
+		// delete can overtake them. The slice is the store's until its callback.
+		var rows []persist.Delivery
+		if msg.QoS > 0 {
+			for i := range m.Deliveries {
+				d := &m.Deliveries[i]
+				qos := min(d.QoS, msg.QoS)
+				e := b.registry.get(d.Client)
+				if qos == 0 || e == nil || !e.durable.Load() {
+					continue
+				}
+				rows = append(rows, persist.Delivery{ClientID: e.s.ClientID, QoS: qos, Retain: msg.Retain && d.RetainAsPublished, SubIDs: cloneIDs(d.IDs)})
+			}
+		}
+		work = b.persistRoute(msg, rows)
+	}
 	for i := range m.Deliveries {
 		d := &m.Deliveries[i]
 		e := b.registry.get(d.Client)
@@ -229,6 +282,7 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) {
 		retain := msg.Retain && d.RetainAsPublished
 		b.deliver(e, session.Outgoing{Message: msg, QoS: qos, Retain: retain, SubscriptionIDs: cloneIDs(d.IDs)})
 	}
+	return work
 }
 
 // cloneIDs copies subscription identifiers out of the router's scratch; most deliveries have

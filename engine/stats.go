@@ -15,7 +15,9 @@ type Stats struct {
 	PacketsReceived  atomic.Uint64
 	MessagesReceived atomic.Uint64
 	MessagesSent     atomic.Uint64
-	Dropped          [session.NumDropReasons]atomic.Uint64
+	// StoreFailures counts store writes that failed (the broker keeps serving).
+	StoreFailures atomic.Uint64
+	Dropped       [session.NumDropReasons]atomic.Uint64
 	// Disconnects counts connections the broker ended, by the reason code it gave.
 	Disconnects [256]atomic.Uint64
 }

@@ -20,6 +20,8 @@ const (
 	opDeleteDelivery
 	opAddInbound
 	opDeleteInbound
+	// opBarrier writes nothing: its callback runs after every op submitted before it.
+	opBarrier
 	// opSolo runs fn alone, between batches, managing its own transactions: recovery, cleanup.
 	opSolo
 )
@@ -130,6 +132,13 @@ func (s *Store) AddInbound(clientID string, packetID uint16, done func(error)) {
 // DeleteInbound forgets an inbound QoS 2 packet id once PUBREL arrived [MQTT-4.3.3-11].
 func (s *Store) DeleteInbound(clientID string, packetID uint16, done func(error)) {
 	s.submit(op{kind: opDeleteInbound, sub: Subscription{ClientID: clientID}, packetID: packetID, done: done})
+}
+
+// Barrier calls done once every operation submitted before it has been committed (or has
+// failed). The engine uses it to keep a client's acknowledgements in order when some of them
+// wait for the disk and the next one has nothing to write.
+func (s *Store) Barrier(done func(error)) {
+	s.submit(op{kind: opBarrier, done: done})
 }
 
 // solo runs fn on the writer goroutine between batches and waits for it.
@@ -352,6 +361,8 @@ func (s *Store) apply(o *op) error {
 		st.deleteInbound.BindText(1, o.sub.ClientID)
 		st.deleteInbound.BindInt64(2, int64(o.packetID))
 		return step(st.deleteInbound)
+	case opBarrier:
+		return nil
 	}
 	panic("persist: unknown op kind")
 }

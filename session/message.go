@@ -28,7 +28,9 @@ type Message struct {
 	Expires int64
 	// Publisher is the session key of the sender, for No Local [MQTT-3.8.3-3]; 0 for the broker.
 	Publisher uint64
-	size      int
+	// StoreID identifies the stored body when the message has durable recipients; 0 if none.
+	StoreID uint64
+	size    int
 
 	// refs counts the holders of a pooled message: its creator until routing ends, and
 	// every queue or inflight slot that holds it. At zero it returns to pool. A message

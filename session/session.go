@@ -277,6 +277,14 @@ func (s *Session) complete(id uint16) {
 	}
 }
 
+// InflightStoreID is the StoreID of the message inflight under packet id, 0 if none.
+func (s *Session) InflightStoreID(id uint16) uint64 {
+	if o := s.lookup(id); o != nil {
+		return o.Message.StoreID
+	}
+	return 0
+}
+
 // Acked handles PUBACK for a QoS 1 delivery. It reports whether the id was inflight at QoS 1.
 func (s *Session) Acked(id uint16) bool {
 	o := s.lookup(id)
@@ -323,6 +331,25 @@ func (s *Session) Resend(fn func(o *Outgoing)) {
 			fn(o)
 		}
 	}
+}
+
+// Restore puts back an inflight delivery recovered from the store, with the packet id it
+// was sent with, so a resumed session resends it with DUP (or its PUBREL) [MQTT-4.4.0-1].
+// It reports false when the id is already in use.
+func (s *Session) Restore(o Outgoing) bool {
+	if o.PacketID == 0 || o.QoS == 0 {
+		return false
+	}
+	if _, used := s.ids[o.PacketID]; used {
+		return false
+	}
+	o.Message.Hold()
+	o.Sent = true
+	seq := s.inflightSeq + uint64(s.inflight.len())
+	s.inflight.pushBack(o)
+	s.ids[o.PacketID] = seq
+	s.live++
+	return true
 }
 
 // DropInflight forgets a delivery the client can never take (too large for it): the

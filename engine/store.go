@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/persist"
+	"github.com/x0a1b/promptmq/session"
+	"github.com/x0a1b/promptmq/topics"
+)
+
+// The engine's side of durability (DESIGN.md, "Durable state" and step 8 of a PUBLISH).
+//
+// Invariants:
+//   - A QoS 1/2 PUBLISH is acknowledged only after every durable effect of it (delivery rows
+//     for persistent sessions, retained state) has committed; with none, at once. Acks of one
+//     client stay in the order of its PUBLISH packets: while one waits for the disk, later ones
+//     go through a store Barrier.
+//   - Store operations are submitted with no entry lock held: the writer's callbacks take entry
+//     locks, and a submit can block while the writer's queue is full.
+//   - A message's delivery rows are submitted before the message is queued to any session, so
+//     an acknowledgement's DeleteDelivery can never overtake its AddDeliveries.
+//
+// A session is durable when the store is and its expiry interval is above zero. Deliveries to
+// online persistent subscribers are not delayed by the disk; only the publisher's ack is.
+
+// openStore opens the data directory and rebuilds the broker's state from it, before any
+// listener opens.
+func (b *Broker) openStore() error {
+	store, err := persist.Open(b.cfg.Storage, b.log)
+	if err != nil {
+		return err
+	}
+	b.store = store
+	if !store.Durable() {
+		return nil
+	}
+	b.durable = true
+	t := now()
+	bodies := make(map[*persist.Message]*session.Message)
+	entryOf := func(clientID string) *entry { return b.sessions[clientID] }
+	_, err = store.Load(persist.Recovery{
+		Session: func(ps persist.Session) error {
+			e := &entry{}
+			e.s = session.New(ps.ClientID, 0, b.limits)
+			e.s.Key = b.registry.add(e)
+			e.s.ExpiryInterval = ps.Expiry
+			e.durable.Store(ps.Expiry > 0)
+			b.sessions[ps.ClientID] = e
+			if ps.ExpiresAt > 0 {
+				left := time.Duration(ps.ExpiresAt - t)
+				e.expiryTimer = time.AfterFunc(max(left, 0), func() { b.expire(e) })
+			}
+			if ps.Will != nil {
+				will := &session.Will{Message: restoredMessage(&ps.Will.Message), Delay: ps.Will.Delay}
+				e.pendingWill = will
+				delay := time.Duration(will.Delay) * time.Second
+				e.willTimer = time.AfterFunc(delay, func() { b.willDue(e) })
+			}
+			return nil
+		},
+		Subscription: func(ps persist.Subscription) error {
+			e := entryOf(ps.ClientID)
+			if e == nil {
+				return nil
+			}
+			opts := subOptions(ps)
+			if _, err := b.router.Subscribe(subscription(e.s.Key, ps.Filter, opts, ps.ID)); err != nil {
+				return fmt.Errorf("subscription %q of %q: %w", ps.Filter, ps.ClientID, err)
+			}
+			e.s.Subscriptions[ps.Filter] = session.Subscription{Filter: ps.Filter, Options: opts, ID: ps.ID}
+			return nil
+		},
+		Delivery: func(d persist.Delivery, pm *persist.Message) error {
+			e := entryOf(d.ClientID)
+			if e == nil {
+				return nil
+			}
+			msg := bodies[pm]
+			if msg == nil {
+				msg = restoredMessage(pm)
+				bodies[pm] = msg
+			}
+			o := session.Outgoing{Message: msg, QoS: d.QoS, Retain: d.Retain, SubscriptionIDs: d.SubIDs, PacketID: d.PacketID, Released: d.State == persist.Released}
+			if d.State == persist.Queued || !e.s.Restore(o) {
+				e.s.Enqueue(o, true) // recovered rows are kept whatever their QoS
+			}
+			return nil
+		},
+		Inbound: func(in persist.InboundQoS2) error {
+			if e := entryOf(in.ClientID); e != nil {
+				e.s.InboundQoS2(in.PacketID)
+			}
+			return nil
+		},
+		Retained: func(pm persist.Message) error {
+			msg := restoredMessage(&pm)
+			b.retained.Set(msg.Topic, msg, msg.Size())
+			return nil
+		},
+	})
+	return err
+}
+
+// restoredMessage rebuilds a message from its stored form, outside the pool.
+func restoredMessage(pm *persist.Message) *session.Message {
+	p := packets.Publish{Version: packets.V5, QoS: pm.QoS, Retain: pm.Retain, Payload: pm.Payload}
+	if err := persist.DecodeProperties(pm.Properties, &p.Properties); err != nil {
+		p.Properties.Reset() // the store verified the blob when writing it; keep the message
+	}
+	topic := []byte(pm.Topic)
+	msg := session.NewMessage(&p, topic, 0, 0, 0)
+	msg.Expires = pm.Expires
+	msg.StoreID = pm.ID
+	return msg
+}
+
+// storedMessage is the stored form of msg. Its byte slices alias msg, which the caller keeps
+// held until the store's callback.
+func storedMessage(msg *session.Message, created int64) *persist.Message {
+	return &persist.Message{
+		ID:         msg.StoreID,
+		Topic:      msg.Topic,
+		Payload:    msg.Payload,
+		QoS:        msg.QoS,
+		Retain:     msg.Retain,
+		Properties: persist.AppendProperties(nil, &msg.Properties),
+		Expires:    msg.Expires,
+		Created:    created,
+	}
+}
+
+// durableWork counts the store operations a PUBLISH waits for, then runs its completion once.
+type durableWork struct {
+	left   atomic.Int32
+	failed atomic.Bool
+	msg    *session.Message
+	finish func(failed bool)
+}
+
+func (w *durableWork) done(err error) {
+	if err != nil {
+		w.failed.Store(true)
+	}
+	if w.left.Add(-1) == 0 {
+		w.msg.Release()
+		if w.finish != nil {
+			w.finish(w.failed.Load())
+		}
+	}
+}
+
+// persistRoute submits the durable effects of msg: its retained state and a delivery row for
+// each persistent recipient among m's deliveries. It returns nil when there is nothing to
+// write. The caller sets w.finish (or not) and then calls w.done(nil).
+func (b *Broker) persistRoute(msg *session.Message, deliveries []persist.Delivery) *durableWork {
+	retained := msg.Retain
+	if len(deliveries) == 0 && !retained {
+		return nil
+	}
+	w := &durableWork{msg: msg}
+	msg.Hold() // the stored form aliases the message until the writer is done with it
+	t := now()
+	if len(deliveries) > 0 {
+		msg.StoreID = b.store.NextMessageID()
+	}
+	ops := int32(0)
+	if len(deliveries) > 0 {
+		ops++
+	}
+	if retained {
+		ops++
+	}
+	// One more count is the caller's: it sets finish, then calls done(nil), so finish can
+	// never run before it is set.
+	w.left.Store(ops + 1)
+	if len(deliveries) > 0 {
+		b.store.AddDeliveries(storedMessage(msg, t), deliveries, w.done)
+	}
+	if retained {
+		if len(msg.Payload) == 0 {
+			b.store.DeleteRetained(msg.Topic, w.done)
+		} else {
+			b.store.SaveRetained(storedMessage(msg, t), w.done)
+		}
+	}
+	return w
+}
+
+// logStoreError is the callback of store operations nobody waits for.
+func (b *Broker) logStoreError(what string) func(error) {
+	return func(err error) {
+		if err != nil {
+			b.stats.StoreFailures.Add(1)
+			b.log.Error("persist: write failed", "op", what, "err", err)
+		}
+	}
+}
+
+// saveSession writes the session row of a durable session: its expiry, the deadline (0 while
+// connected) and the will still pending.
+func (b *Broker) saveSession(clientID string, expiry uint32, expiresAt int64, will *session.Will) {
+	if !b.durable {
+		return
+	}
+	ps := &persist.Session{ClientID: clientID, Expiry: expiry, ExpiresAt: expiresAt}
+	if will != nil {
+		ps.Will = &persist.Will{Message: *storedMessage(will.Message, now()), Delay: will.Delay}
+	}
+	b.store.SaveSession(ps, b.logStoreError("save session"))
+}
+
+func (b *Broker) deleteSession(clientID string) {
+	if b.durable {
+		b.store.DeleteSession(clientID, b.logStoreError("delete session"))
+	}
+}
+
+// storeUpdate is a change to one delivery row, gathered under an entry lock and submitted
+// after it is released.
+type storeUpdate struct {
+	messageID uint64
+	packetID  uint16
+	state     persist.DeliveryState
+	remove    bool
+}
+
+func (b *Broker) applyUpdates(clientID string, updates []storeUpdate) {
+	for _, u := range updates {
+		if u.remove {
+			b.store.DeleteDelivery(clientID, u.messageID, b.logStoreError("delete delivery"))
+		} else {
+			b.store.UpdateDelivery(clientID, u.messageID, u.packetID, u.state, b.logStoreError("update delivery"))
+		}
+	}
+}
+
+func subOptions(ps persist.Subscription) topics.SubOptions {
+	return topics.SubOptions{QoS: ps.QoS, NoLocal: ps.NoLocal, RetainAsPublished: ps.RetainAsPublished, RetainHandling: ps.RetainHandling}
+}
+
+func subscription(key uint64, filter string, opts topics.SubOptions, id uint32) topics.Subscription {
+	return topics.Subscription{Client: key, Filter: filter, Options: opts, ID: id}
+}
+
+// saveSubscription stores one filter of a durable session.
+func (b *Broker) saveSubscription(clientID string, s session.Subscription) {
+	b.store.SaveSubscription(persist.Subscription{ClientID: clientID, Filter: s.Filter, QoS: s.Options.QoS, NoLocal: s.Options.NoLocal,
+		RetainAsPublished: s.Options.RetainAsPublished, RetainHandling: s.Options.RetainHandling, ID: s.ID}, b.logStoreError("save subscription"))
+}
