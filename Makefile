@@ -31,8 +31,8 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./packets
-	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) ./packets
+	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) -timeout=0 ./packets
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) -timeout=0 ./packets
 
 install:
 	$(GO) install -ldflags '$(LDFLAGS)' ./cmd/promptmqd
