@@ -200,11 +200,19 @@ func (c *client) kick(reason packets.ReasonCode) {
 	}
 	c.kicked = true
 	c.kickReason = reason
+	var updates []storeUpdate
+	if reason == packets.ServerShuttingDown {
+		// Nothing left unwritten: what the window allows goes before the DISCONNECT.
+		c.ctrl = c.appendQueued(c.ctrl, maxShutdownFlush, &updates)
+	}
 	if c.version == packets.V5 {
 		c.ctrl = (&packets.Disconnect{Version: c.version, Reason: reason}).Append(c.ctrl)
 	}
 	c.closeAfterFlush = true
 	e.mu.Unlock()
+	if len(updates) > 0 {
+		c.b.applyUpdates(c.id, updates)
+	}
 	c.b.stats.disconnect(reason)
 	c.wakeWriter()
 	// The reader may be parked in Read with no deadline; the writer closes the socket after
@@ -289,6 +297,9 @@ func (c *client) drainUntilStop() {
 // maxWriteBatch bounds one write so a deep queue does not build one huge buffer.
 const maxWriteBatch = 64 << 10
 
+// maxShutdownFlush bounds what a connection may still write at shutdown.
+const maxShutdownFlush = 16 << 20
+
 // fill appends every packet ready to go: control packets first (acknowledgements are never
 // held behind messages), then queued messages as far as the client's Receive Maximum
 // allows. It reports whether the connection should close once buf is written.
@@ -306,8 +317,17 @@ func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
 		// reader itself is stopping, it closes (and lingers) itself.
 		return buf, c.kicked && !stopping
 	}
+	buf = c.appendQueued(buf, maxWriteBatch, &c.storeUpdates)
+	return buf, false
+}
+
+// appendQueued encodes queued deliveries as far as the client's Receive Maximum allows, until
+// buf holds limit bytes. Rows of the store to update are appended to updates, which the caller
+// submits once e.mu is released (see store.go). The caller holds e.mu.
+func (c *client) appendQueued(buf []byte, limit int, updates *[]storeUpdate) []byte {
+	e := c.e
 	t := now()
-	for len(buf) < maxWriteBatch {
+	for len(buf) < limit {
 		o, ok := e.s.Next(t)
 		if !ok {
 			break
@@ -319,11 +339,10 @@ func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
 		if qos == 0 {
 			msg.Release() // encoded: the write buffer holds its bytes now
 		} else if storeID != 0 && e.durable.Load() {
-			// Submitted by writeLoop once the lock is released (see store.go).
-			c.storeUpdates = append(c.storeUpdates, storeUpdate{messageID: storeID, packetID: id, state: persist.Sent, remove: !sent})
+			*updates = append(*updates, storeUpdate{messageID: storeID, packetID: id, state: persist.Sent, remove: !sent})
 		}
 	}
-	return buf, false
+	return buf
 }
 
 // appendPublish encodes one delivery. A PUBLISH larger than the client's Maximum Packet Size
