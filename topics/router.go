@@ -52,7 +52,7 @@ const (
 
 // Errors returned by Subscribe beyond those of ValidateFilter.
 var (
-	ErrNoLocalShared = errors.New("No Local set on a shared subscription")
+	ErrNoLocalShared = errors.New("shared subscription with the No Local option")
 	ErrBadOptions    = errors.New("invalid subscription options")
 )
 
