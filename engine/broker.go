@@ -45,6 +45,7 @@ type Broker struct {
 	durable  bool
 	registry registry
 	stats    Stats
+	tel      telemetryState
 	// memory counts the bytes queued in every session, bounded by mqtt.max-memory.
 	memory      atomic.Int64
 	connections atomic.Int64
@@ -156,6 +157,7 @@ func (b *Broker) Serve(ctx context.Context) error {
 			b.acceptLoop(ln)
 		}()
 	}
+	b.startSys()
 	<-ctx.Done()
 	b.shutdown()
 	accepting.Wait()
@@ -198,6 +200,7 @@ func (b *Broker) acceptLoop(ln net.Listener) {
 }
 
 func (b *Broker) shutdown() {
+	b.stopSys()
 	b.mu.Lock()
 	b.closing = true
 	for _, ln := range b.listeners {

@@ -68,7 +68,7 @@ func newClient(b *Broker, conn net.Conn) *client {
 		b:                  b,
 		conn:               conn,
 		log:                b.log,
-		reader:             packets.NewReader(conn, b.cfg.Server.ReadBuffer),
+		reader:             packets.NewReader(&countingReader{r: conn, n: &b.stats.BytesReceived}, b.cfg.Server.ReadBuffer),
 		wake:               make(chan struct{}, 1),
 		stop:               make(chan struct{}),
 		writerDone:         make(chan struct{}),
@@ -176,6 +176,7 @@ func (c *client) readLoop() error {
 			return err
 		}
 		c.b.stats.PacketsReceived.Add(1)
+		c.b.stats.PacketsReceivedByType[fh.Type].Add(1)
 		if err := c.packet.Decode(c.version, fh, body); err != nil {
 			return err
 		}
@@ -258,7 +259,9 @@ func (c *client) writeLoop() {
 			}
 			if len(buf) > 0 {
 				c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
-				if _, err := c.conn.Write(buf); err != nil {
+				n, err := c.conn.Write(buf)
+				c.b.stats.BytesSent.Add(uint64(n))
+				if err != nil {
 					c.conn.Close()
 					c.drainUntilStop()
 					return
@@ -307,6 +310,7 @@ func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
 	e := c.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	c.b.stats.sentPackets(c.ctrl)
 	buf = append(buf, c.ctrl...)
 	c.ctrl = c.ctrl[:0]
 	if cap(c.ctrl) > 64<<10 {

@@ -22,6 +22,7 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 	if fh.Type != packets.TypeConnect {
 		return false, false // [MQTT-3.1.0-1]
 	}
+	c.b.stats.PacketsReceivedByType[packets.TypeConnect].Add(1)
 	c.conn.SetReadDeadline(time.Time{})
 	p := &c.packet.Connect
 	if err := p.Decode(body); err != nil {
@@ -232,5 +233,7 @@ func (c *client) refuse(version byte, code packets.ReasonCode) {
 		}
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
-	c.conn.Write(buf)
+	c.b.stats.sentPackets(buf)
+	n, _ := c.conn.Write(buf)
+	c.b.stats.BytesSent.Add(uint64(n))
 }

@@ -108,8 +108,10 @@ func (c *client) onPublish(p *packets.Publish) error {
 		// Remembered before the PUBREC that the store's order makes wait for it.
 		c.b.store.AddInbound(e.s.ClientID, p.PacketID, c.b.logStoreError("add inbound"))
 	}
-	msg := c.b.messages.Get(p, topic, e.s.Key, now(), c.maxMessageExpiry())
+	start := now()
+	msg := c.b.messages.Get(p, topic, e.s.Key, start, c.maxMessageExpiry())
 	work := c.b.route(msg, &c.matches)
+	c.b.routed(start, &c.matches)
 	msg.Release() // the creator's reference; queues hold their own
 	switch p.QoS {
 	case 0:

@@ -20,6 +20,16 @@ type Stats struct {
 	Dropped       [session.NumDropReasons]atomic.Uint64
 	// Disconnects counts connections the broker ended, by the reason code it gave.
 	Disconnects [256]atomic.Uint64
+	// PacketsReceivedByType and PacketsSent count control packets by type. PacketsSent
+	// counts what the writer takes from the control buffer (acks, CONNACK, SUBACK, resent
+	// PUBLISH ...); a fresh PUBLISH delivery is counted once, in MessagesSent.
+	PacketsReceivedByType [16]atomic.Uint64
+	PacketsSent           [16]atomic.Uint64
+	// BytesReceived and BytesSent count bytes moved on MQTT connections, one add per syscall.
+	BytesReceived atomic.Uint64
+	BytesSent     atomic.Uint64
+	// NoSubscribers counts client PUBLISH packets that matched no subscription.
+	NoSubscribers atomic.Uint64
 }
 
 func (s *Stats) dropped(reason session.DropReason, n int) {

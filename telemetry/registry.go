@@ -26,9 +26,13 @@ import (
 // writes HELP and TYPE only behind a process-wide switch (metrics.ExposeMetadata), and has
 // no HELP text; its PrometheusHistogram takes a mutex on every Update.
 type Registry struct {
-	mu       sync.Mutex // guards families and byName
+	mu       sync.Mutex // guards families, byName and onScrape
 	families []*family
 	byName   map[string]*family
+	onScrape []func()
+	// scrapeMu serialises scrapes, so a snapshot taken by an OnScrape hook is the one the
+	// gauges of the same scrape read.
+	scrapeMu sync.Mutex
 	// runtime adds the go_* and process_* metrics of VictoriaMetrics/metrics.
 	runtime bool
 }
@@ -141,12 +145,26 @@ func (r *Registry) Histogram(name, help, labels string, bounds []int64, perUnit 
 	return h
 }
 
+// OnScrape registers fn to run at the start of every scrape, before any value is read: an
+// owner computes there, once, a snapshot that several gauges read.
+func (r *Registry) OnScrape(fn func()) {
+	r.mu.Lock()
+	r.onScrape = append(r.onScrape, fn)
+	r.mu.Unlock()
+}
+
 // WritePrometheus writes every family, then the runtime metrics, as Prometheus text.
 func (r *Registry) WritePrometheus(w io.Writer) error {
+	r.scrapeMu.Lock()
+	defer r.scrapeMu.Unlock()
 	r.mu.Lock()
 	families := append([]*family(nil), r.families...)
+	hooks := append([]func(){}, r.onScrape...)
 	runtime := r.runtime
 	r.mu.Unlock()
+	for _, fn := range hooks {
+		fn()
+	}
 	var buf bytes.Buffer
 	for _, f := range families {
 		buf.WriteString("# HELP ")
