@@ -96,6 +96,8 @@ type Metrics struct {
 type Auth struct {
 	AllowAnonymous        bool
 	PasswordFile, ACLFile string
+	// SubscribeRefusal is "not-authorized" (0x87) or "unspecified-error" (0x80).
+	SubscribeRefusal string
 }
 
 // TLS is the [tls] section, used by the tls-bind and wss-bind listeners.
@@ -103,6 +105,8 @@ type TLS struct {
 	CertFile, KeyFile, ClientCAFile string
 	RequireClientCert               bool
 	MinVersion                      string // "1.2" or "1.3"
+	// UseIdentityAsUsername takes the username from a verified client certificate's Common Name.
+	UseIdentityAsUsername bool
 }
 
 const (
@@ -161,7 +165,7 @@ func Default() Config {
 			},
 		},
 		Metrics: Metrics{Enabled: true, Bind: "0.0.0.0:9090", Path: "/metrics"},
-		Auth:    Auth{AllowAnonymous: true},
+		Auth:    Auth{AllowAnonymous: true, SubscribeRefusal: "not-authorized"},
 		TLS:     TLS{MinVersion: "1.2"},
 	}
 }

@@ -163,9 +163,11 @@ func keys() []Key {
 		{Path: "auth.allow-anonymous", Kind: KindBool,
 			Doc: "Whether clients without a username are accepted.", field: func(c *Config) any { return &c.Auth.AllowAnonymous }},
 		{Path: "auth.password-file", Kind: KindString, Zero: "no password check",
-			Doc: "File of username:password-hash lines; read at start.", field: func(c *Config) any { return &c.Auth.PasswordFile }},
+			Doc: "File of username:password-hash lines (Mosquitto 2.x format); read at start and on SIGHUP.", field: func(c *Config) any { return &c.Auth.PasswordFile }},
 		{Path: "auth.acl-file", Kind: KindString, Zero: "every client may publish and subscribe to everything",
-			Doc: "File of topic access rules; read at start.", field: func(c *Config) any { return &c.Auth.ACLFile }},
+			Doc: "File of topic access rules (Mosquitto syntax); read at start and on SIGHUP.", field: func(c *Config) any { return &c.Auth.ACLFile }},
+		{Path: "auth.subscribe-refusal", Kind: KindString, Allowed: []string{"not-authorized", "unspecified-error"},
+			Doc: "Reason code a 5.0 SUBACK gives a filter the ACL refuses: 0x87 or 0x80 (what the Paho test suite expects).", field: func(c *Config) any { return &c.Auth.SubscribeRefusal }},
 
 		{Path: "tls.cert-file", Kind: KindString, Zero: "none",
 			Doc: "PEM certificate chain of the TLS listeners.", field: func(c *Config) any { return &c.TLS.CertFile }},
@@ -177,6 +179,8 @@ func keys() []Key {
 			Doc: "Whether TLS clients must present a certificate; needs tls.client-ca-file.", field: func(c *Config) any { return &c.TLS.RequireClientCert }},
 		{Path: "tls.min-version", Kind: KindString, Allowed: []string{"1.2", "1.3"},
 			Doc: "Oldest TLS version accepted.", field: func(c *Config) any { return &c.TLS.MinVersion }},
+		{Path: "tls.use-identity-as-username", Kind: KindBool,
+			Doc: "Whether the Common Name of a verified client certificate is the username, with no password check; needs tls.client-ca-file.", field: func(c *Config) any { return &c.TLS.UseIdentityAsUsername }},
 	}
 }
 

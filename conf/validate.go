@@ -32,6 +32,9 @@ func (c *Config) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		report("tls.key-file", "tls.cert-file and tls.key-file must be set together")
 	}
+	if c.TLS.UseIdentityAsUsername && c.TLS.ClientCAFile == "" {
+		report("tls.use-identity-as-username", "needs tls.client-ca-file: only a verified certificate may name a user")
+	}
 	if c.TLS.RequireClientCert && c.TLS.ClientCAFile == "" {
 		report("tls.require-client-cert", "needs tls.client-ca-file to verify the certificates against")
 	}

@@ -51,6 +51,8 @@ type Broker struct {
 	connections atomic.Int64
 	limits      session.Limits
 	online      func(key uint64) bool
+	// guard is the access policy and TLS settings, which Reload swaps (auth.go).
+	guard guard
 
 	mu        sync.Mutex // guards the fields below
 	sessions  map[string]*entry
@@ -76,6 +78,9 @@ type entry struct {
 	willTimer   *time.Timer
 	expiryTimer *time.Timer
 	ended       bool
+
+	// identity is who the session's last connection authenticated as, for the ACL.
+	identity identityRef
 }
 
 // New builds a broker from a validated configuration.
@@ -102,6 +107,9 @@ func New(opts Options) (*Broker, error) {
 		e := b.registry.get(key)
 		return e != nil && e.online.Load()
 	}
+	if err := b.guard.load(&b.cfg); err != nil {
+		return nil, err
+	}
 	// Recovery runs before any listener opens (DESIGN.md, Durable state).
 	if err := b.openStore(); err != nil {
 		return nil, err
@@ -122,6 +130,10 @@ func (b *Broker) Listen() error {
 	b.mu.Lock()
 	b.listeners = append(b.listeners, ln)
 	b.mu.Unlock()
+	if err := b.listenTransports(); err != nil {
+		b.closeListeners()
+		return err
+	}
 	return nil
 }
 

@@ -39,6 +39,8 @@ type client struct {
 	keepAlive time.Duration
 	// requestProblemInfo is the client's Request Problem Information (default 1).
 	requestProblemInfo bool
+	// who is the identity CONNECT authenticated, for the ACL.
+	who identity
 	// pendingAcks counts acknowledgements waiting for the store (see ackPublish).
 	pendingAcks atomic.Int32
 	// storeUpdates is the writer's scratch for delivery rows changed by sending.

@@ -66,6 +66,9 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 		}
 	}
 	c.id = id
+	if !c.authenticate(p) {
+		return false, false
+	}
 
 	// Keep alive: a request above mqtt.keep-alive gets Server Keep Alive [MQTT-3.2.2-21].
 	keepAlive := int(p.KeepAlive)
@@ -136,6 +139,7 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 	if c.version != packets.V5 && p.CleanStart {
 		present = false
 	}
+	e.identity.Store(&c.who)
 	connack.SessionPresent = present // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
 	connack.Reason = packets.Success
 	if c.version == packets.V5 {

@@ -65,6 +65,9 @@ func (c *client) onPublish(p *packets.Publish) error {
 	if p.Properties.Has(packets.PropPayloadFormat) && p.Properties.PayloadFormat == 1 && !utf8.Valid(p.Payload) {
 		return packets.Errorf(packets.PayloadFormatInvalid, "payload is not UTF-8 as its format indicator says") // [MQTT-3.3.2-4]
 	}
+	if !c.mayPublish(topic) {
+		return c.refusePublish(p)
+	}
 
 	e := c.e
 	if p.QoS == 2 {
@@ -306,6 +309,9 @@ func (c *client) subscribeOne(s *packets.Subscription, subID uint32, wanted *[]r
 	if !cfg.WildcardAvailable && hasWildcard(inner) {
 		return fail(packets.WildcardSubscriptionsNotSupported)
 	}
+	if !c.maySubscribe(inner) {
+		return fail(c.b.guard.subscribeRefusal())
+	}
 	qos := min(s.QoS, byte(cfg.MaxQoS)) // [MQTT-3.2.2-9]
 	opts := topics.SubOptions{QoS: qos, NoLocal: s.NoLocal, RetainAsPublished: s.RetainAsPublished, RetainHandling: s.RetainHandling}
 	if c.version != packets.V5 {
@@ -352,7 +358,7 @@ func (c *client) sendRetained(w retainedWanted) {
 	e := c.e
 	e.mu.Lock()
 	c.b.retained.Visit(w.filter, func(_ string, msg *session.Message) bool {
-		if msg.Expired(t) {
+		if msg.Expired(t) || !c.mayRead(msg.Topic) {
 			return true
 		}
 		e.s.Enqueue(session.Outgoing{Message: msg, QoS: min(w.qos, msg.QoS), Retain: true, SubscriptionIDs: ids}, true)

@@ -252,6 +252,7 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) *durableWork {
 	}
 	m.Reset()
 	b.router.Match(msg.Topic, msg.Publisher, b.online, m)
+	b.keepReaders(m, msg.Topic) // a subscription wider than the ACL gets only what it allows
 	var work *durableWork
 	if b.durable && (msg.QoS > 0 || msg.Retain) {
 		// Rows go to the store before the message reaches any queue, so that no PUBACK's

@@ -18,6 +18,10 @@ type Stats struct {
 	// StoreFailures counts store writes that failed (the broker keeps serving).
 	StoreFailures atomic.Uint64
 	Dropped       [session.NumDropReasons]atomic.Uint64
+	// AuthFailures counts CONNECTs refused for their credentials (promptmq_auth_failures_total).
+	AuthFailures atomic.Uint64
+	// ACLDenied counts publishes, subscriptions and deliveries the ACL refused.
+	ACLDenied atomic.Uint64
 	// Disconnects counts connections the broker ended, by the reason code it gave.
 	Disconnects [256]atomic.Uint64
 	// PacketsReceivedByType and PacketsSent count control packets by type. PacketsSent
