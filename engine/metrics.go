@@ -92,19 +92,27 @@ func (b *Broker) Gauges() GaugeSnapshot {
 	return g
 }
 
-// routed counts a PUBLISH from a client once route has enqueued its deliveries, and records
-// the time since it was admitted (start, unix ns). Wills and $SYS values go through route
-// too and are not messages received from a client, which is why route does not count.
-// With metrics off the clock is not read: the cost is two atomic adds at most.
+// routed counts a PUBLISH from a client once route has enqueued its deliveries, and, for
+// one PUBLISH in processingSampleEvery, records the time since it was admitted (start, unix
+// ns). Wills and $SYS values go through route too and are not messages received from a
+// client, which is why route does not count.
 func (b *Broker) routed(start int64, m *topics.Matches) {
-	b.stats.MessagesReceived.Add(1)
+	n := b.stats.MessagesReceived.Add(1)
 	if len(m.Deliveries) == 0 {
 		b.stats.NoSubscribers.Add(1)
 	}
-	if h := b.tel.processing; h != nil {
+	if h := b.tel.processing; h != nil && n%processingSampleEvery == 0 {
 		h.Observe(now() - start)
 	}
 }
+
+// processingSampleEvery is how many PUBLISH packets share one processing-time observation.
+// Reading the clock costs 80-110 ns on this project's virtual machines, about 10% of routing
+// a PUBLISH to three subscribers, and the acceptance bar for metrics is 3%; one in 64 costs
+// under 2 ns a publish. The start time is free: the message is stamped with it anyway.
+// Quantiles of a sampled histogram are those of every publish; its _count is not a count of
+// messages (promptmq_messages_received_total is). Rejected: timing every publish.
+const processingSampleEvery = 64
 
 // sentPackets counts the control packets in an encoded buffer by type. The writer calls it
 // on the acknowledgements and control packets it is about to write, so the many places
@@ -194,7 +202,7 @@ func (b *Broker) Instrument(r *telemetry.Registry) {
 	r.Gauge("promptmq_messages_retained_bytes", "Bytes of the retained messages held.", "",
 		gauge(func(g *GaugeSnapshot) float64 { return float64(g.RetainedBytes) }))
 	b.tel.processing = r.Histogram("promptmq_message_processing_duration_seconds",
-		"Time from a PUBLISH admitted to its last delivery enqueued.", "", telemetry.DurationBuckets(), telemetry.Nanoseconds)
+		"Time from a PUBLISH admitted to its last delivery enqueued, sampled: one PUBLISH in 64 is timed.", "", telemetry.DurationBuckets(), telemetry.Nanoseconds)
 
 	const droppedHelp = "Messages not delivered to a subscriber, by reason."
 	for reason := range session.NumDropReasons {

@@ -135,7 +135,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 		"promptmq_subscriptions_current":                              subscribers,
 		"promptmq_messages_retained":                                  0,
 		"promptmq_messages_dropped_total{reason=\"queue_full\"}":      0,
-		"promptmq_message_processing_duration_seconds_count":          publishes,
+		"promptmq_message_processing_duration_seconds_count":          publishes / processingSampleEvery,
 		"promptmq_protocol_errors_total{reason=\"malformed_packet\"}": 0,
 		"promptmq_auth_failures_total":                                0,
 	}

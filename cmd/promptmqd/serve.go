@@ -16,12 +16,18 @@ func serve(ctx context.Context, cfg *conf.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}
+	tel, err := startTelemetry(cfg, b, logger)
+	if err != nil {
+		return err
+	}
+	defer stopTelemetry(tel)
 	if err := b.Listen(); err != nil {
 		return err
 	}
 	for _, a := range b.Addrs() {
 		logger.Info("listening", "transport", "tcp", "addr", a.String())
 	}
+	readyUntilDone(ctx, tel)
 	err = b.Serve(ctx)
 	logger.Info("broker stopped")
 	return err
