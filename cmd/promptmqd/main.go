@@ -18,7 +18,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/x0a1b/promptmq/conf"
-	"github.com/x0a1b/promptmq/telemetry"
 )
 
 // version and commit are set by the Makefile with -ldflags "-X main.version=... -X main.commit=...".
@@ -87,6 +86,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					return usageError{err}
 				},
 			},
+			passwdCommand(os.Stdin, stdout),
 			{
 				Name:  "version",
 				Usage: "print the version, the commit and the Go version",
@@ -119,7 +119,8 @@ func checkConfig(stdout io.Writer) cli.ActionFunc {
 	}
 }
 
-// runBroker loads the configuration, logs the start-up line and serves until SIGINT or SIGTERM.
+// runBroker loads the configuration, logs the start-up line and serves until SIGINT or SIGTERM;
+// SIGHUP reloads what may change while running (see reloader).
 func runBroker(stderr io.Writer) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if err := noArguments(c); err != nil {
@@ -129,10 +130,12 @@ func runBroker(stderr io.Writer) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		logger, err := telemetry.NewLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+		logger, level, err := newReloadableLogger(stderr, &cfg)
 		if err != nil {
 			return usageError{err}
 		}
+		hup := newReloader(func() (conf.Config, error) { return loadConfig(c) }, level, logger)
+		defer hup.stop()
 		// The handler is installed before the start-up line, so a signal sent by anyone who has seen
 		// that line is always a graceful shutdown.
 		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
@@ -143,7 +146,7 @@ func runBroker(stderr io.Writer) cli.ActionFunc {
 			stop()
 		}()
 		logStartup(logger, &cfg)
-		if err := serve(ctx, &cfg, logger); err != nil {
+		if err := serve(ctx, &cfg, logger, hup); err != nil {
 			logger.Error("broker failed", "err", err)
 			return fmt.Errorf("broker: %w", err)
 		}

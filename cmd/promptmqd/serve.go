@@ -11,7 +11,7 @@ import (
 
 // serve runs the broker until ctx is cancelled (SIGINT or SIGTERM), then shuts it down
 // gracefully and returns. It returns an error only when the broker cannot start.
-func serve(ctx context.Context, cfg *conf.Config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg *conf.Config, logger *slog.Logger, hup *reloader) error {
 	b, err := engine.New(engine.Options{Config: *cfg, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
@@ -27,6 +27,7 @@ func serve(ctx context.Context, cfg *conf.Config, logger *slog.Logger) error {
 	for _, a := range b.Addrs() {
 		logger.Info("listening", "transport", "tcp", "addr", a.String())
 	}
+	go hup.run(ctx, b)
 	readyUntilDone(ctx, tel)
 	err = b.Serve(ctx)
 	logger.Info("broker stopped")
