@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/x0a1b/promptmq/conf"
 	"github.com/x0a1b/promptmq/engine"
@@ -28,8 +29,11 @@ func serve(ctx context.Context, cfg *conf.Config, logger *slog.Logger, hup *relo
 		logger.Info("listening", "transport", "tcp", "addr", a.String())
 	}
 	go hup.run(ctx, b)
+	// engine.New has run recovery and Listen opened every listener: only now is the broker ready.
+	stopped := newNotifier(os.Getenv, logger).announce(ctx, b.Addrs())
 	readyUntilDone(ctx, tel)
 	err = b.Serve(ctx)
+	stopped()
 	logger.Info("broker stopped")
 	return err
 }
