@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 30s
 ARGS     ?=
 
-.PHONY: build run test interop bench fuzz install
+.PHONY: build run test interop bench bench-compare fuzz install
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/promptmqd
@@ -29,6 +29,11 @@ interop:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# PromptMQ against Debian's mosquitto, pinned to cores 0 (brokers) and 1 (generator);
+# ROUNDS, DURATION and ROWS tune it (see bench/compare.sh).
+bench-compare:
+	bench/compare.sh
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) -timeout=0 ./packets

@@ -11,6 +11,7 @@
 // write, and reading many packets per syscall.
 //
 //	go run ./bench -addr 127.0.0.1:1883 -scenario pairs -qos 1 -pairs 100
+//	go run ./bench summarize results.jsonl mosquitto promptmq
 package main
 
 import (
@@ -49,6 +50,8 @@ type config struct {
 	prefix      string
 	readSize    int
 	jsonOnly    bool
+	row         string
+	round       int
 }
 
 var scenarios = []string{"fanin", "pairs", "fanout", "latency", "conns", "connrate"}
@@ -77,6 +80,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.prefix, "topic-prefix", "", "topic prefix (default: bench/<unique>)")
 	fs.IntVar(&c.readSize, "read-buffer", 64<<10, "bytes read per syscall by subscribers")
 	fs.BoolVar(&c.jsonOnly, "json", false, "print only the JSON line")
+	fs.StringVar(&c.row, "row", "", "name of the comparison row, copied into the JSON line (compare.sh)")
+	fs.IntVar(&c.round, "round", 0, "round of the comparison, copied into the JSON line (compare.sh)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -125,6 +130,13 @@ func validScenario(name string) bool {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "summarize" {
+		if err := runSummary(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	c, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -19,6 +19,8 @@ type result struct {
 	Size     int    `json:"size"`
 	Inflight int    `json:"inflight,omitempty"`
 	Clients  string `json:"clients"`
+	Row      string `json:"row,omitempty"`   // compare.sh's matrix row
+	Round    int    `json:"round,omitempty"` // and round
 
 	Seconds        float64 `json:"seconds"`
 	Published      uint64  `json:"published"` // in the measured window
@@ -62,7 +64,7 @@ type result struct {
 }
 
 func newResult(c config) result {
-	r := result{Label: c.label, Scenario: c.scenario, QoS: int(c.qos), Size: c.size}
+	r := result{Label: c.label, Scenario: c.scenario, QoS: int(c.qos), Size: c.size, Row: c.row, Round: c.round}
 	r.MQTT = "5"
 	if c.version != 5 {
 		r.MQTT = "3.1.1"
