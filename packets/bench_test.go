@@ -167,3 +167,22 @@ func BenchmarkValidUTF8String(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncodePublish is the encode of every delivery, called directly.
+func BenchmarkEncodePublish(b *testing.B) {
+	for _, v := range benchVersions {
+		for _, c := range []struct {
+			name string
+			p    *Publish
+		}{{"QoS0", benchPublishQoS0(v.version)}, {"QoS1Props", benchPublishQoS1(v.version)}} {
+			b.Run(c.name+"/"+v.name, func(b *testing.B) {
+				b.ReportAllocs()
+				buf := make([]byte, 0, 1024)
+				for b.Loop() {
+					buf = c.p.Append(buf[:0])
+				}
+				b.SetBytes(int64(len(buf)))
+			})
+		}
+	}
+}

@@ -613,3 +613,84 @@ func (p *Properties) appendProperties(dst []byte, n int) []byte {
 	}
 	return dst
 }
+
+// publishWireProps are the properties a PUBLISH may carry; for them
+// publishLen and appendPublish run straight-line code, with no per-property
+// dispatch, because a PUBLISH is encoded once per delivery.
+const publishWireProps = publishProps &^ multiSubID
+
+// publishLen is Len for a PUBLISH (m from wireBits); it falls back to Len
+// when m holds a property a PUBLISH may not carry.
+func (p *Properties) publishLen(m uint64) int {
+	if m&^publishWireProps != 0 {
+		return p.Len()
+	}
+	n := 0
+	if m&bit(PropPayloadFormat) != 0 {
+		n += 2
+	}
+	if m&bit(PropMessageExpiry) != 0 {
+		n += 5
+	}
+	if m&bit(PropContentType) != 0 {
+		n += 3 + len(p.ContentType)
+	}
+	if m&bit(PropResponseTopic) != 0 {
+		n += 3 + len(p.ResponseTopic)
+	}
+	if m&bit(PropCorrelationData) != 0 {
+		n += 3 + len(p.CorrelationData)
+	}
+	if m&bit(PropSubscriptionID) != 0 {
+		for _, v := range p.SubscriptionIDs {
+			n += 1 + varintLen(int(v))
+		}
+	}
+	if m&bit(PropTopicAlias) != 0 {
+		n += 3
+	}
+	for _, u := range p.User {
+		n += 5 + len(u.Key) + len(u.Value)
+	}
+	return n
+}
+
+// appendPublish appends the properties in m (from wireBits, a subset of
+// publishWireProps) in ascending identifier order, as appendProperties does,
+// without the length prefix.
+func (p *Properties) appendPublish(dst []byte, m uint64) []byte {
+	if m&bit(PropPayloadFormat) != 0 {
+		dst = append(dst, byte(PropPayloadFormat), p.PayloadFormat)
+	}
+	if m&bit(PropMessageExpiry) != 0 {
+		v := p.MessageExpiry
+		dst = append(dst, byte(PropMessageExpiry), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+	}
+	if m&bit(PropContentType) != 0 {
+		dst = appendBytesProp(dst, PropContentType, p.ContentType)
+	}
+	if m&bit(PropResponseTopic) != 0 {
+		dst = appendBytesProp(dst, PropResponseTopic, p.ResponseTopic)
+	}
+	if m&bit(PropCorrelationData) != 0 {
+		dst = appendBytesProp(dst, PropCorrelationData, p.CorrelationData)
+	}
+	if m&bit(PropSubscriptionID) != 0 {
+		for _, v := range p.SubscriptionIDs {
+			dst = AppendVarint(append(dst, byte(PropSubscriptionID)), int(v))
+		}
+	}
+	if m&bit(PropTopicAlias) != 0 {
+		dst = append(dst, byte(PropTopicAlias), byte(p.TopicAlias>>8), byte(p.TopicAlias))
+	}
+	for _, u := range p.User {
+		dst = append(appendBytesProp(dst, PropUserProperty, u.Key), byte(len(u.Value)>>8), byte(len(u.Value)))
+		dst = append(dst, u.Value...)
+	}
+	return dst
+}
+
+// appendBytesProp appends the identifier, the two-byte length and v.
+func appendBytesProp(dst []byte, id PropertyID, v []byte) []byte {
+	return append(append(dst, byte(id), byte(len(v)>>8), byte(len(v))), v...)
+}
