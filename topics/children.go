@@ -16,7 +16,8 @@ import (
 // The reader rebuilds the slice from the pointer and the header with unsafe.Slice; that
 // is the only way to keep one atomic pointer and the slots in one allocation, and the
 // length comes from the same immutable array it describes. Measured on the 1,000,000
-// subscription benchmark it took a match from 6.6 µs to the figure in the report.
+// subscription benchmark, this table and the inline level took a match from 6.6 µs
+// (struct, bucket array, bucket, slots, level string: five misses per level) to 4.4 µs.
 //
 // Kinds:
 //   - linear (up to linearMax children): the slots packed, scanned in order.
