@@ -31,8 +31,10 @@ package topics
 //     because '#' is always the last level.
 //   - Within one leafSet a client appears at most once (Client+Filter identifies a
 //     subscription [MQTT-3.8.4-3]); within one share group a client appears once.
-//   - Level strings are sub-strings of the first filter that created the node, so
-//     filters share their common levels and nothing is copied.
+//   - Filters share their common levels: one node per distinct prefix. A level of up to
+//     16 bytes is copied into its node; a longer one is a sub-string of the first
+//     filter that created the node (which the router therefore keeps alive).
+//   - Lock order: a writer holds exactly one shard mutex and never another lock.
 
 import (
 	"cmp"
