@@ -79,6 +79,9 @@ type entry struct {
 	expiryTimer *time.Timer
 	ended       bool
 
+	// spill holds the state of stored deliveries waiting outside the memory queue (spill.go).
+	spill spillState
+
 	// identity is who the session's last connection authenticated as, for the ACL.
 	identity identityRef
 }

@@ -259,6 +259,7 @@ func (c *client) writeLoop() {
 				c.b.applyUpdates(c.id, c.storeUpdates)
 				c.storeUpdates = c.storeUpdates[:0]
 			}
+			c.pageIn()
 			if len(buf) > 0 {
 				c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
 				n, err := c.conn.Write(buf)

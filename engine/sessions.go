@@ -302,6 +302,10 @@ func (b *Broker) deliver(e *entry, o session.Outgoing) {
 		e.mu.Unlock()
 		return
 	}
+	if b.spillLocked(e, &o) {
+		e.mu.Unlock()
+		return // its row waits in the store; the writer pages it in (spill.go)
+	}
 	c := e.client
 	queued := e.s.Enqueue(o, c != nil)
 	e.mu.Unlock()

@@ -84,7 +84,7 @@ func (b *Broker) openStore() error {
 				bodies[pm] = msg
 			}
 			o := session.Outgoing{Message: msg, QoS: d.QoS, Retain: d.Retain, SubscriptionIDs: d.SubIDs, PacketID: d.PacketID, Released: d.State == persist.Released}
-			if d.State == persist.Queued || !e.s.Restore(o) {
+			if (d.State == persist.Queued || !e.s.Restore(o)) && !b.spillLocked(e, &o) {
 				e.s.Enqueue(o, true) // recovered rows are kept whatever their QoS
 			}
 			return nil

@@ -1,0 +1,67 @@
+package persist
+
+import (
+	"fmt"
+
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+)
+
+// ReadDeliveries reads, in message id order, up to limit deliveries of clientID whose message id
+// is at least fromID, each with its message, and hands them to done together with the error (on
+// error the slice is empty). The read runs on the writer between batches, so it sees every
+// operation submitted before it.
+//
+// It is how QoS 1/2 messages of a persistent session wait in the store rather than in memory: the
+// engine stops queueing a session's stored deliveries in memory when its queue is full and reads
+// them back here as the queue drains (DESIGN.md, slow consumers). done runs on the writer: it must
+// not block nor submit another operation.
+func (s *Store) ReadDeliveries(clientID string, fromID uint64, limit int, done func([]StoredDelivery, error)) {
+	if limit <= 0 || !s.durable {
+		done(nil, nil)
+		return
+	}
+	var out []StoredDelivery
+	s.submit(op{kind: opSolo, fn: func(conn *sqlite.Conn) error {
+		var err error
+		out, err = readDeliveries(conn, clientID, fromID, limit)
+		return err
+	}, done: func(err error) {
+		if err != nil {
+			out = nil
+		}
+		done(out, err)
+	}})
+}
+
+// StoredDelivery is one delivery read back by ReadDeliveries with its message.
+type StoredDelivery struct {
+	Delivery Delivery
+	Message  *Message
+}
+
+func readDeliveries(conn *sqlite.Conn, clientID string, fromID uint64, limit int) ([]StoredDelivery, error) {
+	out := make([]StoredDelivery, 0, min(limit, 1024))
+	err := sqlitex.Execute(conn, `SELECT d.message_id, d.qos, d.packet_id, d.state, d.retain, d.sub_ids,
+			m.topic, m.payload, m.qos, m.retain, m.props, m.expires, m.created
+		FROM deliveries d JOIN messages m ON m.id = d.message_id
+		WHERE d.client_id = ? AND d.message_id >= ? ORDER BY d.message_id LIMIT ?;`,
+		&sqlitex.ExecOptions{Args: []any{clientID, int64(fromID), limit}, ResultFunc: func(q *sqlite.Stmt) error {
+			id := uint64(q.ColumnInt64(0))
+			d := Delivery{ClientID: clientID, MessageID: id, QoS: byte(q.ColumnInt(1)), PacketID: uint16(q.ColumnInt(2)),
+				State: DeliveryState(q.ColumnInt(3)), Retain: q.ColumnBool(4)}
+			ids, err := decodeSubIDs(columnBlob(q, 5))
+			if err != nil {
+				return err
+			}
+			d.SubIDs = ids
+			m := &Message{ID: id, Topic: q.ColumnText(6), Payload: columnBlob(q, 7), QoS: byte(q.ColumnInt(8)),
+				Retain: q.ColumnBool(9), Properties: columnBlob(q, 10), Expires: q.ColumnInt64(11), Created: q.ColumnInt64(12)}
+			out = append(out, StoredDelivery{Delivery: d, Message: m})
+			return nil
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("persist: read deliveries of %q: %w", clientID, err)
+	}
+	return out, nil
+}
