@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"testing/iotest"
 )
 
 // fuzzSeeds are every golden vector and every malformation, so the fuzzer
@@ -64,6 +66,14 @@ func FuzzDecode(f *testing.F) {
 				break
 			}
 			checkErr(t, p.Decode(version, fh, body))
+		}
+		// A pooled Reader fed in pieces frames the same packets and errors.
+		owned := NewReader(bytes.NewReader(data), 32)
+		pooled := NewPooledReader(iotest.HalfReader(bytes.NewReader(data)), NewBufferPool(32))
+		owned.SetVersion(version)
+		pooled.SetVersion(version)
+		if want, got := readAll(owned), readAll(pooled); !slices.Equal(want, got) {
+			t.Fatalf("pooled Reader differs:\n%q\n%q", got, want)
 		}
 		// As a bare body of every packet type and flag combination seen in
 		// the first byte.
