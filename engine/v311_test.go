@@ -150,10 +150,11 @@ func TestPaho311(t *testing.T) {
 	t.Run("keep-alive", func(t *testing.T) {
 		t.Parallel()
 		_, addr := testBroker(t, nil)
-		// paho pings on its own: the connection stays beyond 1.5 keep-alives.
-		c, msgs := connect311(t, addr, "pinger", true, func(o *mqtt.ClientOptions) { o.SetKeepAlive(time.Second) })
+		// paho pings on its own: the connection stays beyond 1.5 keep-alives. Three seconds
+		// leave the ping 1.5 s of slack on a loaded CI machine (1 s was flaky under -race).
+		c, msgs := connect311(t, addr, "pinger", true, func(o *mqtt.ClientOptions) { o.SetKeepAlive(3 * time.Second) })
 		wait311(t, c.Subscribe("ka", 0, nil), "subscribe")
-		letTimePass(2 * time.Second)
+		letTimePass(5 * time.Second)
 		wait311(t, c.Publish("ka", 0, false, "alive"), "publish")
 		if m := next311(t, msgs); string(m.Payload()) != "alive" {
 			t.Fatalf("got %q", m.Payload())
