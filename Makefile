@@ -27,6 +27,15 @@ test:
 interop:
 	$(GO) test -race -count=1 -run Interop ./engine
 
+# The long durability runs of issue 7 (make test runs 5 rounds of 20,000 QoS 1 per crash test):
+# more rounds and messages per SIGKILL, and the recovery time of 1,000,000 retained messages.
+CRASH_ROUNDS   ?= 20
+CRASH_MESSAGES ?= 100000
+.PHONY: crashtest
+crashtest:
+	PROMPTMQ_CRASH_ROUNDS=$(CRASH_ROUNDS) PROMPTMQ_CRASH_MESSAGES=$(CRASH_MESSAGES) PROMPTMQ_RECOVERY_RETAINED=1000000 \
+		$(GO) test -count=1 -timeout=60m -v -run 'TestCrash|TestRestartKeeps|TestRecoveryTime|TestDiskFull|TestCorrupt|TestSecondPromptmqd' ./cmd/promptmqd
+
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 

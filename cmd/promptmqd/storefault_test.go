@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/persist"
+)
+
+// The storage faults of issue 7, seen as an operator sees them: through the promptmqd process.
+
+// A corrupt database stops start-up with a non-zero status and a message naming the file and
+// what to do; the file is left as it was.
+func TestCorruptDatabaseStopsPromptmqd(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, persist.DatabaseFile)
+	garbage := bytes.Repeat([]byte("this is not an SQLite database\n"), 512)
+	if err := os.WriteFile(file, garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := launchBroker(t, "127.0.0.1:0", durableArgs(dir)...)
+	status, ok := p.wait(startTimeout)
+	if !ok {
+		t.Fatalf("promptmqd still runs on a corrupt database; log:\n%s", p.log())
+	}
+	log := p.log()
+	if status == 0 || !strings.Contains(log, file) || !strings.Contains(log, "move it aside") {
+		t.Errorf("exit status %d; want non-zero and a message naming %s and what to do; log:\n%s", status, file, log)
+	}
+	if strings.Contains(log, `"msg":"listening"`) {
+		t.Errorf("listened before the store opened:\n%s", log)
+	}
+	t.Logf("exit status %d: %s", status, lastLine(log))
+	if after, err := os.ReadFile(file); err != nil || !bytes.Equal(after, garbage) {
+		t.Errorf("the corrupt file was changed (err %v)", err)
+	}
+}
+
+// A second promptmqd on the same data directory is refused with a clear message; the first keeps
+// serving.
+func TestSecondPromptmqdOnSameDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	first := startBroker(t, "127.0.0.1:0", durableArgs(dir)...)
+	second := launchBroker(t, "127.0.0.1:0", durableArgs(dir)...)
+	status, ok := second.wait(startTimeout)
+	if !ok {
+		t.Fatalf("second promptmqd still runs; log:\n%s", second.log())
+	}
+	log := second.log()
+	lock := filepath.Join(dir, persist.LockFile)
+	if status == 0 || !strings.Contains(log, lock) || !strings.Contains(log, "another promptmqd is using this data directory") {
+		t.Errorf("second promptmqd: exit status %d, log:\n%s", status, log)
+	}
+	t.Logf("second promptmqd: exit status %d: %s", status, lastLine(log))
+	c, err := dialMQTT(first.addr, "still-there", true, 0)
+	if err != nil {
+		t.Fatalf("first promptmqd stopped serving: %v", err)
+	}
+	c.disconnect()
+	if err := first.stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+// When the disk is full a QoS 1 publish with a durable recipient is refused (5.0: 0x80), never
+// acknowledged as a success; the broker keeps serving, and the next publish succeeds once space
+// is back. The disk is a small tmpfs, so the test needs root (it is skipped otherwise).
+func TestDiskFullRefusesPublishThenRecovers(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dataDir := filepath.Join(dir, "data")
+	broker := startBroker(t, "127.0.0.1:0", durableArgs(dataDir)...)
+
+	sub, err := dialMQTT(broker.addr, "disk-full-subscriber", true, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.subscribe("disk/full", 1); err != nil {
+		t.Fatal(err)
+	}
+	sub.disconnect()
+	pub, err := dialMQTT(broker.addr, "disk-full-publisher", true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.disconnect()
+	publish := func(size int) packets.ReasonCode {
+		t.Helper()
+		var reason packets.ReasonCode
+		if err := pub.publishPipelined(1, 1, false, fixedTopic("disk/full"), seqPayload(size), func(a ackResult) { reason = a.reason }); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		return reason
+	}
+	if r := publish(64); r != packets.Success {
+		t.Fatalf("publish before the disk is full: %v", r)
+	}
+
+	filler := filepath.Join(dir, "filler")
+	fillDisk(t, filler)
+	// A message larger than any free space left in the WAL needs new pages on the full disk.
+	refused := 0
+	for range 3 {
+		if r := publish(512 << 10); r == packets.UnspecifiedError {
+			refused++
+		} else if r != packets.Success {
+			t.Fatalf("publish on a full disk: reason %v, want 0x80", r)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no publish was refused on a full disk")
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if r := publish(512 << 10); r != packets.Success {
+		t.Fatalf("publish after space came back: %v", r)
+	}
+	c, err := dialMQTT(broker.addr, "another-client", true, 0)
+	if err != nil {
+		t.Fatalf("the broker stopped serving: %v", err)
+	}
+	c.disconnect()
+	t.Logf("refused %d of 3 publishes on the full disk; the next one after freeing space succeeded", refused)
+	if err := broker.stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+// fillDisk writes to path until the filesystem is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+}
+
+func lastLine(s string) string { return s[strings.LastIndexByte(s, '\n')+1:] }
