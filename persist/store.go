@@ -68,6 +68,7 @@ type Store struct {
 	cleanupDone chan struct{}
 
 	nextID atomic.Uint64
+	obs    observing
 
 	batches, committed, failed atomic.Uint64
 

@@ -235,7 +235,9 @@ func (s *Store) run(batch []op) {
 }
 
 func (s *Store) commitGroup(ops []op) {
+	start := time.Now()
 	err := s.transaction(ops)
+	s.observe(ops, time.Since(start))
 	if err == nil {
 		s.batches.Add(1)
 		s.committed.Add(uint64(len(ops)))
