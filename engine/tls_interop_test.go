@@ -10,9 +10,9 @@ import (
 	"github.com/x0a1b/promptmq/packets"
 )
 
-// TestMosquittoPubOverTLS: Mosquitto's own client publishes over the TLS listener, trusting
+// TestInteropMosquittoPubTLS: Mosquitto's own client publishes over the TLS listener, trusting
 // the broker through --cafile, and a subscriber receives the message (make interop).
-func TestMosquittoPubOverTLS(t *testing.T) {
+func TestInteropMosquittoPubTLS(t *testing.T) {
 	tool := needTool(t, "mosquitto_pub", "mosquitto-clients")
 	p := newPKI(t)
 	_, addrs := tlsBroker(t, p, nil)
