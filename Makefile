@@ -8,7 +8,7 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 30s
 ARGS     ?=
 
-.PHONY: build run test interop bench bench-compare fuzz install
+.PHONY: build run test interop bench bench-compare fuzz install uninstall
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/promptmqd
@@ -48,5 +48,28 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) -timeout=0 ./packets
 	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=$(FUZZTIME) -timeout=0 ./packets
 
-install:
-	$(GO) install -ldflags '$(LDFLAGS)' ./cmd/promptmqd
+# The binary, the systemd unit and, unless one is there already, a default configuration; DESTDIR
+# stages the tree for a package. The unit's paths follow PREFIX and SYSCONFDIR. Then, as root:
+#   systemctl daemon-reload && systemctl enable --now promptmqd
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(SYSCONFDIR)/systemd/system
+DESTDIR    ?=
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/promptmqd
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local/bin/promptmqd|$(PREFIX)/bin/promptmqd|' -e 's|/etc/promptmq/|$(SYSCONFDIR)/promptmq/|' \
+		deploy/promptmqd.service > $(DESTDIR)$(UNITDIR)/promptmqd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/promptmqd.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/promptmq/promptmq.toml ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/promptmq/promptmq.toml; the new default is deploy/promptmq.toml"; \
+	else \
+		echo "install -D -m 0644 deploy/promptmq.toml $(DESTDIR)$(SYSCONFDIR)/promptmq/promptmq.toml"; \
+		install -D -m 0644 deploy/promptmq.toml $(DESTDIR)$(SYSCONFDIR)/promptmq/promptmq.toml; \
+	fi
+
+# Removes the binary and the unit; the configuration and /var/lib/promptmq (the data) stay.
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/promptmqd $(DESTDIR)$(UNITDIR)/promptmqd.service
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/promptmq and the data directory; remove them by hand if wanted"
