@@ -2,6 +2,7 @@ package persist
 
 import (
 	"fmt"
+	"os"
 
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
@@ -92,30 +93,54 @@ CREATE TABLE inbound (
 // SchemaVersion is the schema version this build writes.
 const SchemaVersion = 1
 
-// migrate brings conn to SchemaVersion in one transaction per step, refusing a database written by
-// a newer build rather than guessing at its meaning.
+// migrate brings conn to SchemaVersion, refusing a database written by a newer build rather than
+// guessing at its meaning. An older database is first copied to backupFile(file, from), then every
+// step runs in one transaction: the migrated file is whole or untouched, and the copy is what the
+// old build can still open if the new one must be rolled back.
 func migrate(conn *sqlite.Conn, file string) (from int, err error) {
+	return migrateWith(conn, file, migrations)
+}
+
+// migrateWith is migrate with the list of steps as a parameter, so a test can play a build one
+// schema version ahead against a database the current build wrote.
+func migrateWith(conn *sqlite.Conn, file string, steps []string) (from int, err error) {
 	from, err = userVersion(conn)
 	if err != nil {
 		return 0, fmt.Errorf("persist: %s: read schema version: %w", file, err)
 	}
-	if from > len(migrations) {
-		return from, fmt.Errorf("persist: %s has schema version %d but this build knows only up to %d: run a newer promptmqd", file, from, len(migrations))
+	if from > len(steps) {
+		return from, fmt.Errorf("persist: %s has schema version %d but this build knows only up to %d: run a newer promptmqd", file, from, len(steps))
 	}
-	for v := from; v < len(migrations); v++ {
-		if err := migrateStep(conn, v); err != nil {
-			return from, fmt.Errorf("persist: %s: migrate schema %d -> %d: %w", file, v, v+1, err)
+	if from == len(steps) {
+		return from, nil
+	}
+	// Version 0 is a file no build has written to: there is nothing to keep.
+	if from > 0 {
+		backup := backupFile(file, from)
+		if _, err := os.Lstat(backup); err == nil {
+			return from, fmt.Errorf("persist: %s has schema version %d and must be migrated to %d, but %s already exists (a copy kept by an earlier migration); nothing was changed: move that copy aside and start again", file, from, len(steps), backup)
 		}
+		// VACUUM INTO writes a consistent snapshot of the database, WAL included, as one new file.
+		if err := sqlitex.Execute(conn, "VACUUM INTO ?;", &sqlitex.ExecOptions{Args: []any{backup}}); err != nil {
+			return from, fmt.Errorf("persist: %s: copy schema version %d to %s before migrating: %w; nothing was changed", file, from, backup, err)
+		}
+	}
+	defer sqlitex.Save(conn)(&err)
+	for v := from; v < len(steps); v++ {
+		if err := sqlitex.ExecuteScript(conn, steps[v], nil); err != nil {
+			return from, fmt.Errorf("persist: %s: migrate schema %d -> %d: %w; the database was left at version %d", file, v, v+1, err, from)
+		}
+	}
+	if err := sqlitex.ExecuteTransient(conn, fmt.Sprintf("PRAGMA user_version = %d;", len(steps)), nil); err != nil {
+		return from, fmt.Errorf("persist: %s: set schema version %d: %w", file, len(steps), err)
 	}
 	return from, nil
 }
 
-func migrateStep(conn *sqlite.Conn, v int) (err error) {
-	defer sqlitex.Save(conn)(&err)
-	if err := sqlitex.ExecuteScript(conn, migrations[v], nil); err != nil {
-		return err
-	}
-	return sqlitex.ExecuteTransient(conn, fmt.Sprintf("PRAGMA user_version = %d;", v+1), nil)
+// backupFile names the copy of file kept before a migration from schema version: the old build
+// opens it once renamed back to promptmq.db.
+func backupFile(file string, version int) string {
+	return fmt.Sprintf("%s.schema-v%d.bak", file, version)
 }
 
 func userVersion(conn *sqlite.Conn) (int, error) {

@@ -148,6 +148,9 @@ func (s *Store) openConn() error {
 	args := []any{"file", s.file, "schema", SchemaVersion}
 	if from != SchemaVersion {
 		args = append(args, "migrated_from", from)
+		if from > 0 {
+			args = append(args, "kept_copy", backupFile(s.file, from))
+		}
 	}
 	for _, p := range effective {
 		args = append(args, p[0], p[1])
