@@ -8,7 +8,7 @@
 # clean start and one run's backlog cannot slow the next.
 #
 # Environment: ROUNDS (3), DURATION (5s), ROWS (all: fanin-q0 pairs-q0 pairs-q1
-# fanout-q0 latency-q1 conns connrate), MOSQ_PORT (41883), PMQ_PORT (41884),
+# fanout-q0 latency-q1 conns connrate), MOSQ_PORT (29883), PMQ_PORT (29884),
 # BROKER_CORE (0), GEN_CORE (1), OUT (a results file under a temp dir).
 # MOCHI=1 is not supported yet: Mochi needs its own Go module under bench/.
 set -euo pipefail
@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 ROWS=${ROWS:-"fanin-q0 pairs-q0 pairs-q1 fanout-q0 latency-q1 conns connrate"}
-MOSQ_PORT=${MOSQ_PORT:-41883}
-PMQ_PORT=${PMQ_PORT:-41884}
+# Below ip_local_port_range (32768-60999 by default): a port inside it can be
+# held by any client's TIME_WAIT socket, and then the broker cannot bind it.
+MOSQ_PORT=${MOSQ_PORT:-29883}
+PMQ_PORT=${PMQ_PORT:-29884}
 BROKER_CORE=${BROKER_CORE:-0}
 GEN_CORE=${GEN_CORE:-1}
 WORK=$(mktemp -d -t promptmq-compare.XXXXXX)
@@ -60,19 +62,34 @@ stop_broker() {
 }
 trap 'stop_broker; rm -rf "$WORK/promptmqd" "$WORK/bench"' EXIT
 
+# wait_port PORT PID: until PORT accepts, or PID died.
 wait_port() {
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 200); do
 		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
 			return 0
 		fi
+		kill -0 "$2" 2>/dev/null || return 1
 		sleep 0.05
 	done
-	echo "compare.sh: nothing listens on port $1" >&2
 	return 1
 }
 
 # start_broker NAME: starts it pinned to BROKER_CORE; sets BROKER_PID, PORT.
+# A broker that cannot bind yet (the previous one's sockets) is retried.
 start_broker() {
+	for attempt in 1 2 3 4 5 6 7 8 9 10; do
+		launch_broker "$1"
+		if wait_port "$PORT" "$BROKER_PID"; then
+			return 0
+		fi
+		stop_broker
+		echo "compare.sh: $1 did not start (attempt $attempt; see $WORK/$1.log)" >&2
+		sleep 2
+	done
+	exit 1
+}
+
+launch_broker() {
 	case $1 in
 	mosquitto)
 		PORT=$MOSQ_PORT
@@ -85,7 +102,6 @@ start_broker() {
 		;;
 	esac
 	BROKER_PID=$!
-	wait_port "$PORT"
 }
 
 # args_of ROW: the generator's flags for a matrix row.

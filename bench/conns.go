@@ -67,6 +67,7 @@ func runConns(ctx context.Context, c config, res *result) error {
 		res.BrokerRSSKB = after.rss / 1024
 		res.RSSPerConnKB = float64(after.rss-before.rss) / 1024 / float64(c.conns)
 	}
+	sleepCtx(ctx, c.hold)
 	return nil
 }
 

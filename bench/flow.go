@@ -365,8 +365,11 @@ type subscriber struct {
 	latency    *histogram // nil: not recorded
 
 	received atomic.Uint64 // messages counted, for the measurement window
-	foreign  uint64        // payloads not from this run
-	err      error
+	// drains counts the times the Reader's buffer ran empty, about one per
+	// read syscall: messages per drain shows how well the broker coalesces.
+	drains  uint64
+	foreign uint64 // payloads not from this run
+	err     error
 }
 
 // run reads until the connection ends. Deliveries are credited to their
@@ -444,6 +447,7 @@ func (s *subscriber) run() {
 			continue
 		}
 		fresh = true
+		s.drains++
 		s.received.Add(count)
 		count = 0
 		for _, pi := range touched {

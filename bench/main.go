@@ -52,6 +52,7 @@ type config struct {
 	jsonOnly    bool
 	row         string
 	round       int
+	hold        time.Duration
 }
 
 var scenarios = []string{"fanin", "pairs", "fanout", "latency", "conns", "connrate"}
@@ -81,6 +82,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.readSize, "read-buffer", 64<<10, "bytes read per syscall by subscribers")
 	fs.BoolVar(&c.jsonOnly, "json", false, "print only the JSON line")
 	fs.StringVar(&c.row, "row", "", "name of the comparison row, copied into the JSON line (compare.sh)")
+	fs.DurationVar(&c.hold, "hold", 0, "conns: keep the idle connections this long after measuring (to profile the broker)")
 	fs.IntVar(&c.round, "round", 0, "round of the comparison, copied into the JSON line (compare.sh)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

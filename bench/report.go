@@ -57,6 +57,10 @@ type result struct {
 	P999us float64 `json:"p999_us,omitempty"`
 	MaxUs  float64 `json:"max_us,omitempty"`
 
+	// MsgsPerRead is messages a subscriber got per read (whole run): how
+	// well the broker coalesces its writes.
+	MsgsPerRead float64 `json:"msgs_per_read,omitempty"`
+
 	DrainMs float64 `json:"drain_ms"`
 	Errors  string  `json:"errors,omitempty"`
 
@@ -139,6 +143,7 @@ func printTable(w io.Writer, r *result) {
 		row("published", "%d, %.0f msgs/s", r.Published, r.PublishRate)
 		row("delivered", "%d, %.0f msgs/s", r.Delivered, r.DeliveryRate)
 		row("deliveries per broker CPU-s", "%.0f", r.PerBrokerCPUSec)
+		row("messages per subscriber read", "%.1f", r.MsgsPerRead)
 	}
 	if r.BrokerCPU > 0 || r.BrokerRSSKB > 0 {
 		row("broker CPU", "%.2f s (%.0f%% of a core), RSS %d KB", r.BrokerCPU, 100*r.BrokerUtil, r.BrokerRSSKB)

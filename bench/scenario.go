@@ -254,7 +254,9 @@ func (t *topology) account(res *result) {
 		}
 	}
 	var lat histogram
+	var drains uint64
 	for _, s := range t.subscribers {
+		drains += s.drains
 		for i := range s.streams {
 			st := &s.streams[i]
 			unique += st.unique
@@ -268,6 +270,9 @@ func (t *topology) account(res *result) {
 		if s.latency != nil {
 			lat.merge(s.latency)
 		}
+	}
+	if drains > 0 {
+		res.MsgsPerRead = float64(unique+res.Duplicated) / float64(drains)
 	}
 	if expected > unique {
 		res.Lost = expected - unique
