@@ -224,18 +224,45 @@ func readAll(r *Reader) []string {
 	}
 }
 
-func BenchmarkPooledReader(b *testing.B) {
+// BenchmarkReaderStream: a stream of small packets under load, where
+// every Read fills the buffer and packets straddle its end; the pooled
+// Reader must cost what the owned one does.
+func BenchmarkReaderStream(b *testing.B) {
 	wire := benchPublishQoS0(V5).Append(nil)
-	stream := bytes.Repeat(wire, 64)
-	src := bytes.NewReader(stream)
-	r := NewPooledReader(src, NewBufferPool(4096))
-	b.ReportAllocs()
-	b.SetBytes(int64(len(wire)))
-	for b.Loop() {
-		if _, _, err := r.ReadPacket(); err != nil {
-			src.Reset(stream)
-		}
+	for _, c := range []struct {
+		name string
+		make func(io.Reader) *Reader
+	}{
+		{"owned", func(src io.Reader) *Reader { return NewReader(src, 4096) }},
+		{"pooled", func(src io.Reader) *Reader { return NewPooledReader(src, NewBufferPool(4096)) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := c.make(&endlessStream{packet: wire})
+			b.ReportAllocs()
+			b.SetBytes(int64(len(wire)))
+			for b.Loop() {
+				if _, _, err := r.ReadPacket(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
+}
+
+// endlessStream repeats packet forever, filling every Read.
+type endlessStream struct {
+	packet []byte
+	off    int
+}
+
+func (e *endlessStream) Read(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		k := copy(b[n:], e.packet[e.off:])
+		n += k
+		e.off = (e.off + k) % len(e.packet)
+	}
+	return n, nil
 }
 
 // BenchmarkReaderPacketPerRead: every packet arrives on its own, so every
