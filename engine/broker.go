@@ -40,7 +40,12 @@ type Broker struct {
 	router   *topics.Router
 	retained *topics.Retained[*session.Message]
 	messages session.MessagePool
-	store    *persist.Store
+	// Buffers and decode targets live in pools while bytes move, never with an idle
+	// connection (DESIGN.md, Concurrency: the bar is 4 KB per idle connection).
+	readBuffers  *packets.BufferPool
+	writeBuffers sync.Pool // of *[]byte
+	packets      sync.Pool // of *packets.Packet
+	store        *persist.Store
 	// durable is whether the store writes to disk (storage.data-dir is set).
 	durable  bool
 	registry registry
@@ -113,6 +118,13 @@ func New(opts Options) (*Broker, error) {
 	if err := b.guard.load(&b.cfg); err != nil {
 		return nil, err
 	}
+	b.readBuffers = packets.NewBufferPool(b.cfg.Server.ReadBuffer)
+	writeSize := max(b.cfg.Server.WriteBuffer, 512)
+	b.writeBuffers.New = func() any {
+		buf := make([]byte, 0, writeSize)
+		return &buf
+	}
+	b.packets.New = func() any { return new(packets.Packet) }
 	// Recovery runs before any listener opens (DESIGN.md, Durable state).
 	if err := b.openStore(); err != nil {
 		return nil, err

@@ -32,9 +32,14 @@ type client struct {
 	id      string
 	e       *entry
 	reader  *packets.Reader
-	packet  packets.Packet
-	matches topics.Matches
-	aliases session.InboundAliases
+	// packet is the decode target while bytes are arriving; it goes back to the broker's pool
+	// whenever the reader has nothing buffered, so an idle connection does not hold its
+	// ~4 KB (see pk and releasePacket).
+	packet *packets.Packet
+	// disconnectCode is the reason code of the client's DISCONNECT.
+	disconnectCode packets.ReasonCode
+	matches        topics.Matches
+	aliases        session.InboundAliases
 	// keepAlive is the negotiated keep-alive; the read deadline is 1.5 times it [MQTT-3.1.2-22].
 	keepAlive time.Duration
 	// requestProblemInfo is the client's Request Problem Information (default 1).
@@ -53,13 +58,15 @@ type client struct {
 	closeAfterFlush bool
 	kickReason      packets.ReasonCode
 	kicked          bool
-	writerScratch   packets.Publish
 
-	wake       chan struct{}
-	stop       chan struct{}
-	writerDone chan struct{}
-	done       chan struct{}
-	doneOnce   sync.Once
+	// The writer (see wakeWriter): writeMu serializes socket writes between the on-demand
+	// writer and the reader's last flush; writerClosed stops new writers for good.
+	writerState  atomic.Int32
+	writerClosed atomic.Bool
+	connDead     atomic.Bool // the writer closed the socket
+	writeMu      sync.Mutex
+	done         chan struct{}
+	doneOnce     sync.Once
 }
 
 // errClientDisconnect ends the read loop when the client sent DISCONNECT.
@@ -70,10 +77,7 @@ func newClient(b *Broker, conn net.Conn) *client {
 		b:                  b,
 		conn:               conn,
 		log:                b.log,
-		reader:             packets.NewReader(&countingReader{r: conn, n: &b.stats.BytesReceived}, b.cfg.Server.ReadBuffer),
-		wake:               make(chan struct{}, 1),
-		stop:               make(chan struct{}),
-		writerDone:         make(chan struct{}),
+		reader:             packets.NewPooledReader(&countingReader{r: conn, n: &b.stats.BytesReceived}, b.readBuffers),
 		done:               make(chan struct{}),
 		requestProblemInfo: true,
 	}
@@ -93,11 +97,24 @@ func (c *client) serve() {
 		return
 	}
 	c.b.stats.Connected.Add(1)
-	c.log.Debug("client connected", "client", c.id, "version", c.version, "session_present", present, "remote", c.conn.RemoteAddr().String())
-	go c.writeLoop()
+	c.logConnected(present)
 	c.wakeWriter()
+	c.end(c.readLoop())
+}
 
-	err := c.readLoop()
+// logConnected is apart from serve so its arguments do not sit in the frame of every parked
+// reader: an idle connection's stack must stay small enough for the GC to shrink it.
+//
+//go:noinline
+func (c *client) logConnected(present bool) {
+	c.log.Debug("client connected", "client", c.id, "version", c.version, "session_present", present, "remote", c.conn.RemoteAddr().String())
+}
+
+// end finishes a connection whose read loop returned err: the last DISCONNECT, the last
+// flush, the socket and the session.
+//
+//go:noinline
+func (c *client) end(err error) {
 	graceful := errors.Is(err, errClientDisconnect) && c.disconnectReason() == packets.NormalDisconnection
 	reason, send := c.endReason(err)
 	c.e.mu.Lock()
@@ -112,8 +129,14 @@ func (c *client) serve() {
 	if reason != packets.NormalDisconnection || !graceful {
 		c.log.Debug("client connection ended", "client", c.id, "reason", reason.String(), "err", err)
 	}
-	close(c.stop)
-	<-c.writerDone
+	// The last flush is the reader's own: no writer starts after it, and a running one is
+	// waited for through writeMu.
+	c.writerClosed.Store(true)
+	c.writeMu.Lock()
+	if !c.connDead.Load() {
+		c.flush(true)
+	}
+	c.writeMu.Unlock()
 	if send {
 		c.lingerClose()
 	}
@@ -140,7 +163,22 @@ const (
 )
 
 // disconnectReason is the reason code of the DISCONNECT the client sent.
-func (c *client) disconnectReason() packets.ReasonCode { return c.packet.Disconnect.Reason }
+func (c *client) disconnectReason() packets.ReasonCode { return c.disconnectCode }
+
+// pk returns the decode target, from the pool when the connection was idle.
+func (c *client) pk() *packets.Packet {
+	if c.packet == nil {
+		c.packet = c.b.packets.Get().(*packets.Packet)
+	}
+	return c.packet
+}
+
+func (c *client) releasePacket() {
+	if c.packet != nil {
+		c.b.packets.Put(c.packet)
+		c.packet = nil
+	}
+}
 
 // endReason maps how the read loop ended to the reason code the broker gives the client,
 // and whether a DISCONNECT carrying it should be sent.
@@ -179,11 +217,14 @@ func (c *client) readLoop() error {
 		}
 		c.b.stats.PacketsReceived.Add(1)
 		c.b.stats.PacketsReceivedByType[fh.Type].Add(1)
-		if err := c.packet.Decode(c.version, fh, body); err != nil {
+		if err := c.pk().Decode(c.version, fh, body); err != nil {
 			return err
 		}
 		if err := c.handle(fh.Type); err != nil {
 			return err
+		}
+		if c.reader.Buffered() == 0 {
+			c.releasePacket()
 		}
 	}
 }
@@ -230,71 +271,104 @@ func (c *client) writeTimeout() time.Duration {
 	return 10 * time.Second
 }
 
+// wakeWriter makes sure a writer runs: it starts one when none does, or tells the running
+// one to look again before it exits. The writer exists only while there is something to
+// write, so an idle connection holds one parked goroutine (its reader) and no write buffer.
 func (c *client) wakeWriter() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// send queues an encoded control packet for the writer. The caller holds c.e.mu.
-func (c *client) queueAck(a *packets.Ack) { c.ctrl = a.Append(c.ctrl) }
-
-// writeLoop coalesces every ready packet into one buffer and writes it with one syscall:
-// the single biggest factor in throughput (see DESIGN.md, Concurrency).
-func (c *client) writeLoop() {
-	defer close(c.writerDone)
-	var buf []byte
 	for {
-		stopping := false
-		select {
-		case <-c.wake:
-		case <-c.stop:
-			stopping = true
-		}
-		for {
-			var closeNow bool
-			buf, closeNow = c.fill(buf[:0], stopping)
-			if len(c.storeUpdates) > 0 {
-				c.b.applyUpdates(c.id, c.storeUpdates)
-				c.storeUpdates = c.storeUpdates[:0]
-			}
-			c.pageIn()
-			if len(buf) > 0 {
-				c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
-				n, err := c.conn.Write(buf)
-				c.b.stats.BytesSent.Add(uint64(n))
-				if err != nil {
-					c.conn.Close()
-					c.drainUntilStop()
-					return
-				}
-			}
-			if cap(buf) > 256<<10 {
-				buf = nil // a burst must not pin a large buffer to an idle connection
-			}
-			if closeNow {
-				c.conn.Close()
-				c.drainUntilStop()
+		switch c.writerState.Load() {
+		case writerIdle:
+			if c.writerClosed.Load() {
 				return
 			}
-			if len(buf) == 0 {
-				break
+			if c.writerState.CompareAndSwap(writerIdle, writerRunning) {
+				go c.writeRun()
+				return
 			}
-		}
-		if stopping {
+		case writerRunning:
+			if c.writerState.CompareAndSwap(writerRunning, writerDirty) {
+				return
+			}
+		default:
 			return
 		}
 	}
 }
 
-// drainUntilStop parks a writer whose socket is gone until the reader notices, so the
-// reader's close(stop) never blocks and wakes are absorbed.
-func (c *client) drainUntilStop() {
+const (
+	writerIdle int32 = iota
+	writerRunning
+	writerDirty // running, and woken again since it last looked
+)
+
+// send queues an encoded control packet for the writer. The caller holds c.e.mu.
+func (c *client) queueAck(a *packets.Ack) { c.ctrl = a.Append(c.ctrl) }
+
+// writeRun is the on-demand writer: it coalesces every ready packet into one buffer and
+// writes it with one syscall (the single biggest factor in throughput, DESIGN.md), until
+// nothing is left and no wake came meanwhile.
+func (c *client) writeRun() {
 	for {
-		select {
-		case <-c.wake:
-		case <-c.stop:
+		c.writerState.Store(writerRunning)
+		c.writeMu.Lock()
+		if c.writerClosed.Load() {
+			c.writeMu.Unlock()
+			c.writerState.Store(writerIdle)
+			return
+		}
+		c.flush(false)
+		c.writeMu.Unlock()
+		if c.writerState.CompareAndSwap(writerRunning, writerIdle) {
+			return
+		}
+	}
+}
+
+// closeFromWriter ends the socket after a write error or a kick's last write: the reader's
+// Read fails and it ends the connection.
+func (c *client) closeFromWriter() {
+	c.connDead.Store(true)
+	c.writerClosed.Store(true)
+	c.conn.Close()
+}
+
+// flush writes until nothing is ready. final is the reader's last flush at the end of the
+// connection: control packets only (the final DISCONNECT among them). The caller holds
+// writeMu. After a write error or a kick's last write the socket is closed and no writer
+// runs again.
+func (c *client) flush(final bool) {
+	bp := c.b.writeBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 256<<10 { // a burst must not pin a large buffer in the pool
+			*bp = buf[:0]
+			c.b.writeBuffers.Put(bp)
+		}
+	}()
+	for {
+		var closeNow bool
+		buf, closeNow = c.fill(buf[:0], final)
+		if len(c.storeUpdates) > 0 {
+			c.b.applyUpdates(c.id, c.storeUpdates)
+			c.storeUpdates = c.storeUpdates[:0]
+		}
+		if !final {
+			c.pageIn()
+		}
+		if len(buf) > 0 {
+			c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+			n, err := c.conn.Write(buf)
+			c.b.stats.BytesSent.Add(uint64(n))
+			if err != nil {
+				c.closeFromWriter()
+				return
+			}
+		}
+		if closeNow {
+			c.closeFromWriter()
+			return
+		}
+		if len(buf) == 0 || final {
 			return
 		}
 	}
@@ -361,7 +435,7 @@ func (c *client) appendPublish(buf []byte, o *session.Outgoing, t int64) ([]byte
 	if c.version == packets.V5 {
 		alias, known = c.outAliases.Lookup(o.Message.Topic)
 	}
-	buf = session.AppendPublish(buf, &c.writerScratch, c.version, o, t, alias, known)
+	buf = session.AppendPublish(buf, new(packets.Publish), c.version, o, t, alias, known)
 	if c.maxPacketSize > 0 && len(buf)-start > c.maxPacketSize {
 		buf = buf[:start]
 		if alias != 0 && !known {

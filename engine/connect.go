@@ -24,7 +24,8 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 	}
 	c.b.stats.PacketsReceivedByType[packets.TypeConnect].Add(1)
 	c.conn.SetReadDeadline(time.Time{})
-	p := &c.packet.Connect
+	p := &c.pk().Connect
+	defer c.releasePacket() // everything kept of CONNECT is copied out
 	if err := p.Decode(body); err != nil {
 		var perr *packets.Error
 		code := packets.MalformedPacket
@@ -161,7 +162,7 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 			return
 		}
 		start := len(c.ctrl)
-		c.ctrl = session.AppendPublish(c.ctrl, &c.writerScratch, c.version, o, t, 0, false)
+		c.ctrl = session.AppendPublish(c.ctrl, new(packets.Publish), c.version, o, t, 0, false)
 		if c.maxPacketSize > 0 && len(c.ctrl)-start > c.maxPacketSize {
 			c.ctrl = c.ctrl[:start]
 			tooLarge = append(tooLarge, o.PacketID)

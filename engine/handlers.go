@@ -395,6 +395,7 @@ func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
 }
 
 func (c *client) onDisconnect(p *packets.Disconnect) error {
+	c.disconnectCode = p.Reason
 	if c.version == packets.V5 && p.Properties.Has(packets.PropSessionExpiry) {
 		e := c.e
 		e.mu.Lock()

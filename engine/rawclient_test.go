@@ -22,6 +22,10 @@ type rawClient struct {
 	r       *packets.Reader
 	version byte
 	pkt     packets.Packet
+	// early holds PUBLISH packets that came while an acknowledgement was awaited: on one
+	// connection the PUBACK of a client's own message and its delivery may come in either
+	// order, and neither order is wrong.
+	early []message
 }
 
 // rawWait bounds every wait of a raw client on the broker.
@@ -130,18 +134,38 @@ func (c *rawClient) publish(p *packets.Publish) packets.ReasonCode {
 	c.send(p)
 	switch p.QoS {
 	case 1:
-		a := c.expect(packets.TypePuback).Ack
+		a := c.expectAck(packets.TypePuback).Ack
 		return a.Reason
 	case 2:
-		a := c.expect(packets.TypePubrec).Ack
+		a := c.expectAck(packets.TypePubrec).Ack
 		if a.Reason.IsError() {
 			return a.Reason
 		}
 		c.send(&packets.Ack{Type: packets.TypePubrel, Version: c.version, PacketID: p.PacketID})
-		c.expect(packets.TypePubcomp)
+		c.expectAck(packets.TypePubcomp)
 		return a.Reason
 	}
 	return packets.Success
+}
+
+// expectAck is expect for an acknowledgement, keeping any PUBLISH that comes first for
+// nextPublish.
+func (c *rawClient) expectAck(want packets.Type) *packets.Packet {
+	c.t.Helper()
+	for {
+		got, err := c.readPacket(rawWait)
+		if err != nil {
+			c.t.Fatalf("waiting for %v: %v", want, err)
+		}
+		if got == packets.TypePublish {
+			c.early = append(c.early, copyMessage(&c.pkt.Publish))
+			continue
+		}
+		if got != want {
+			c.t.Fatalf("got %v, want %v", got, want)
+		}
+		return &c.pkt
+	}
 }
 
 func (c *rawClient) pub(topic string, qos byte, id uint16, payload string) packets.ReasonCode {
@@ -163,7 +187,15 @@ type message struct {
 // nextPublish reads the next packet, which must be a PUBLISH, and copies it.
 func (c *rawClient) nextPublish() message {
 	c.t.Helper()
-	p := c.expect(packets.TypePublish).Publish
+	if len(c.early) > 0 {
+		m := c.early[0]
+		c.early = c.early[1:]
+		return m
+	}
+	return copyMessage(&c.expect(packets.TypePublish).Publish)
+}
+
+func copyMessage(p *packets.Publish) message {
 	return message{Topic: string(p.Topic), Payload: string(p.Payload), QoS: p.QoS, Dup: p.Dup, Retain: p.Retain,
 		PacketID: p.PacketID, Props: cloneProperties(&p.Properties)}
 }
