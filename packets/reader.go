@@ -160,8 +160,13 @@ func (r *Reader) settle() {
 // a MalformedPacket *Error. At the end of the stream it returns io.EOF
 // between packets and io.ErrUnexpectedEOF inside one.
 func (r *Reader) ReadPacket() (FixedHeader, []byte, error) {
-	if r.start == r.end && r.kind != r.idleKind() {
-		r.settle()
+	if r.start == r.end {
+		// Nothing buffered: the next bytes go to the start of the idle buffer.
+		if r.kind != r.idleKind() {
+			r.settle()
+		} else {
+			r.start, r.end = 0, 0
+		}
 	}
 	var fh FixedHeader
 	headerLen := 0

@@ -94,8 +94,8 @@ func TestPooledReaderStream(t *testing.T) {
 	}
 }
 
-// A Reader with nothing buffered waits in Read on its inline bytes only:
-// an idle connection holds no buffer.
+// A Reader with nothing buffered waits in Read on its inline bytes only,
+// all 16 of them: an idle connection holds no buffer.
 func TestPooledReaderIdleHoldsNoBuffer(t *testing.T) {
 	_, want := readerStream(t)
 	src := &chunkReader{chunks: cloneChunks(want)}
@@ -106,7 +106,7 @@ func TestPooledReaderIdleHoldsNoBuffer(t *testing.T) {
 			return // inside a packet: bytes in flight
 		}
 		waits++
-		if r.kind != inlineBuffer || r.base != nil || len(p) > inlineSize {
+		if r.kind != inlineBuffer || r.base != nil || len(p) != inlineSize {
 			t.Fatalf("waiting for packet %d with a buffer (kind %d, reading %d bytes)", waits, r.kind, len(p))
 		}
 	}
