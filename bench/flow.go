@@ -82,7 +82,7 @@ type publisher struct {
 
 // stallTimeout is how long a publisher waits for deliveries that do not
 // come before it counts them as lost and carries on.
-const stallTimeout = 500 * time.Millisecond
+const stallTimeout = 2 * time.Second
 
 func (p *publisher) outstanding(sent uint64) uint64 {
 	got := p.delivered.Load()/p.fanout + p.forgiven

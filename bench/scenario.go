@@ -211,7 +211,7 @@ func (t *topology) totals() (published, delivered uint64) {
 
 // drainQuiet is how long the drain waits without progress before it
 // declares the missing messages lost.
-const drainQuiet = 2 * time.Second
+const drainQuiet = 5 * time.Second
 
 // drain waits until every publish is acknowledged and delivered, or
 // nothing moved for drainQuiet, and returns how long it took.
