@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -135,8 +136,11 @@ type Router struct {
 
 // shard owns the writer lock of one sub-trie. Readers only follow root.
 type shard struct {
-	mu   sync.Mutex
-	root *node
+	mu    sync.Mutex
+	root  *node                      // the filters holding '+' or '#'
+	exact atomic.Pointer[exactTable] // the filters without wildcards, see exact.go
+
+	exactCount int // distinct filters in exact; guarded by mu
 }
 
 // node is one level of a filter. All its pointer fields are published copy-on-write.
@@ -249,12 +253,30 @@ func (r *Router) Subscribe(s Subscription) (replaced bool, err error) {
 		filter = inner
 	}
 	sh := r.shardOf(filter)
+	var exactHash uint64
+	exact := !strings.ContainsAny(filter, "+#")
+	if exact {
+		exactHash = r.exactHash(filter) // outside the lock: it only reads the seed
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
+	e := entry{client: s.Client, id: s.ID, opts: s.Options}
 	n := sh.root
 	var target *atomic.Pointer[leafSet]
-	for {
+	if exact {
+		x := sh.findExact(exactHash, filter)
+		if x == nil {
+			x = newExactEntry(exactHash, filter, e, shared)
+			sh.linkExact(x)
+			if !shared {
+				r.count.Add(1)
+				return false, nil
+			}
+		}
+		target = &x.set
+	}
+	for target == nil {
 		level, rest, more := cutLevel(filter)
 		if level == "#" {
 			target = &n.multi
@@ -282,7 +304,6 @@ func (r *Router) Subscribe(s Subscription) (replaced bool, err error) {
 		}
 		filter = rest
 	}
-	e := entry{client: s.Client, id: s.ID, opts: s.Options}
 	if shared {
 		replaced = addMember(target, group, e)
 	} else {
@@ -374,6 +395,9 @@ func (r *Router) Unsubscribe(client uint64, filter string) bool {
 		return false
 	}
 	sh := r.shardOf(filter)
+	if !strings.ContainsAny(filter, "+#") {
+		return r.unsubscribeExact(sh, client, filter, group, shared)
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 
@@ -426,6 +450,35 @@ func (r *Router) Unsubscribe(client uint64, filter string) bool {
 		} else {
 			st.parent.removeChild(st.hash, st.child)
 		}
+	}
+	return true
+}
+
+// unsubscribeExact is Unsubscribe for a filter without wildcards.
+func (r *Router) unsubscribeExact(sh *shard, client uint64, filter, group string, shared bool) bool {
+	h := r.exactHash(filter)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	t := sh.exact.Load()
+	if t == nil {
+		return false
+	}
+	e := t.lookup(h, filter)
+	if e == nil {
+		return false
+	}
+	var removed bool
+	if shared {
+		removed = removeMember(&e.set, group, client)
+	} else {
+		removed = removeEntry(&e.set, client)
+	}
+	if !removed {
+		return false
+	}
+	r.count.Add(-1)
+	if e.set.Load() == nil {
+		sh.unlinkExact(e)
 	}
 	return true
 }
@@ -507,17 +560,35 @@ func (r *Router) Match(topic string, publisher uint64, online func(client uint64
 	}
 	m.hits = m.hits[:0]
 	m.levels = m.levels[:0]
+	var exactHash uint64
 	for rest, more := topic, true; more; {
 		var level string
 		level, rest, more = cutLevel(rest)
-		m.levels = append(m.levels, topicLevel{text: level, hash: r.hash(level)})
+		h := r.hash(level)
+		exactHash = exactHashStep(exactHash, h)
+		m.levels = append(m.levels, topicLevel{text: level, hash: h})
 	}
 	m.publisher, m.online = publisher, online
+	sh := r.shards[m.levels[0].hash>>(64-shardBits)]
+	// The exact filter's bucket is loaded first and followed after the walk, so its
+	// cache misses overlap with the walk's instead of preceding them.
+	var exact *exactEntry
+	if t := sh.exact.Load(); t != nil {
+		exact = t.buckets[exactHash&t.mask].Load()
+	}
 	var wildRoot *node
 	if topic[0] != '$' { // [MQTT-4.7.2-1]
 		wildRoot = r.wild.root
 	}
-	m.walkLevels(r.shards[m.levels[0].hash>>(64-shardBits)].root, wildRoot)
+	m.walkLevels(sh.root, wildRoot)
+	for ; exact != nil; exact = exact.next.Load() {
+		if exact.hash == exactHash && exact.filter == topic {
+			if s := exact.set.Load(); s != nil {
+				m.collect(s)
+			}
+			break
+		}
+	}
 	m.online = nil
 	m.mergeHits()
 }
