@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"slices"
 	"time"
 
 	"zombiezen.com/go/sqlite"
@@ -82,7 +83,7 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 		}
 	}()
 
-	expired, err := selectColumn(conn, "SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2;", now, limit, func(q *sqlite.Stmt) string { return q.ColumnText(0) })
+	expired, err := selectColumn(conn, "SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2;", func(q *sqlite.Stmt) string { return q.ColumnText(0) }, now, limit)
 	if err != nil {
 		return err
 	}
@@ -93,39 +94,99 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 	}
 	r.Sessions = len(expired)
 
-	// Messages too old, then messages past their expiry, each found through its index. The ids are
-	// read first: deleting the deliveries lets the trigger take most bodies, and the explicit
-	// delete catches a body that had none.
-	type selection struct {
-		query string
-		bound int64
+	// Shared bodies past their expiry or too old, each with its deliveries (found through the
+	// partial index of shared rows), then inline bodies alike. Messages ids grow with time, so
+	// the oldest are first in id order: the age scans stop at the first young row instead of
+	// keeping an index by creation time that every insert would pay for. A clock stepped back
+	// can leave an old row behind a younger one until that one ages too: kept longer, never
+	// dropped early.
+	shared, err := selectColumn(conn, "SELECT id FROM messages WHERE expires > 0 AND expires <= ?1 ORDER BY expires LIMIT ?2;", func(q *sqlite.Stmt) int64 { return q.ColumnInt64(0) }, now, limit)
+	if err != nil {
+		return err
 	}
-	selections := []selection{{"SELECT id FROM messages WHERE expires > 0 AND expires <= ?1 ORDER BY expires LIMIT ?2;", now}}
-	if cutoff != 0 {
-		selections = append(selections, selection{"SELECT id FROM messages WHERE created < ?1 ORDER BY created LIMIT ?2;", cutoff})
-	}
-	for _, sel := range selections {
-		ids, err := selectColumn(conn, sel.query, sel.bound, limit, func(q *sqlite.Stmt) int64 { return q.ColumnInt64(0) })
+	if cutoff != 0 && int64(len(shared)) < limit {
+		old, err := selectWhile(conn, "SELECT id, created FROM messages ORDER BY id;", "", cutoff, limit-int64(len(shared)))
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			for _, del := range [...]string{"DELETE FROM deliveries WHERE message_id = ?1;", "DELETE FROM messages WHERE id = ?1;"} {
-				q, err := conn.Prepare(del)
-				if err != nil {
-					return err
-				}
-				q.BindInt64(1, id)
-				if err := step(q); err != nil {
-					return err
+		for _, o := range old {
+			if !slices.Contains(shared, o.id) { // expired and old alike: counted once
+				shared = append(shared, o.id)
+			}
+		}
+	}
+	for _, id := range shared {
+		for _, del := range [...]string{"DELETE FROM deliveries WHERE message_id = ?1 AND topic IS NULL;", "DELETE FROM messages WHERE id = ?1;"} {
+			q, err := conn.Prepare(del)
+			if err != nil {
+				return err
+			}
+			q.BindInt64(1, id)
+			if err := step(q); err != nil {
+				return err
+			}
+		}
+	}
+	r.Messages = len(shared)
+
+	type key struct {
+		client string
+		id     int64
+	}
+	var inline []key
+	q, err := conn.Prepare("SELECT client_id, message_id FROM deliveries WHERE expires > 0 AND expires <= ?1 ORDER BY expires LIMIT ?2;")
+	if err != nil {
+		return err
+	}
+	q.BindInt64(1, now)
+	q.BindInt64(2, limit-int64(r.Messages))
+	for {
+		row, err := q.Step()
+		if err != nil {
+			q.Reset()
+			return err
+		}
+		if !row {
+			break
+		}
+		inline = append(inline, key{q.ColumnText(0), q.ColumnInt64(1)})
+	}
+	if err := q.Reset(); err != nil {
+		return err
+	}
+	if cutoff != 0 {
+		clients, err := selectColumn(conn, "SELECT client_id FROM sessions;", func(q *sqlite.Stmt) string { return q.ColumnText(0) })
+		if err != nil {
+			return err
+		}
+		for _, c := range clients {
+			left := limit - int64(r.Messages+len(inline))
+			if left <= 0 {
+				break
+			}
+			old, err := selectWhile(conn, "SELECT message_id, created FROM deliveries WHERE client_id = ?1 AND topic IS NOT NULL ORDER BY message_id;", c, cutoff, left)
+			if err != nil {
+				return err
+			}
+			for _, o := range old {
+				if k := (key{c, o.id}); !slices.Contains(inline, k) {
+					inline = append(inline, k)
 				}
 			}
 		}
-		r.Messages += len(ids)
-		r.More = r.More || len(ids) >= int(limit)
 	}
+	for _, k := range inline {
+		st := s.st.deleteDelivery
+		st.BindText(1, k.client)
+		st.BindInt64(2, k.id)
+		if err := step(st); err != nil {
+			return err
+		}
+	}
+	r.Messages += len(inline)
+	r.More = r.More || r.Messages >= int(limit)
 
-	q, err := conn.Prepare("DELETE FROM retained WHERE topic IN (SELECT topic FROM retained WHERE expires > 0 AND expires <= ?1 ORDER BY expires LIMIT ?2);")
+	q, err = conn.Prepare("DELETE FROM retained WHERE topic IN (SELECT topic FROM retained WHERE expires > 0 AND expires <= ?1 ORDER BY expires LIMIT ?2);")
 	if err != nil {
 		return err
 	}
@@ -139,14 +200,15 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 	return nil
 }
 
-// selectColumn runs a cached query with two integer parameters and collects one value per row.
-func selectColumn[T any](conn *sqlite.Conn, sql string, p1, p2 int64, get func(*sqlite.Stmt) T) ([]T, error) {
+// selectColumn runs a cached query with integer parameters and collects one value per row.
+func selectColumn[T any](conn *sqlite.Conn, sql string, get func(*sqlite.Stmt) T, params ...int64) ([]T, error) {
 	q, err := conn.Prepare(sql)
 	if err != nil {
 		return nil, err
 	}
-	q.BindInt64(1, p1)
-	q.BindInt64(2, p2)
+	for i, p := range params {
+		q.BindInt64(i+1, p)
+	}
 	var out []T
 	for {
 		row, err := q.Step()
@@ -159,4 +221,36 @@ func selectColumn[T any](conn *sqlite.Conn, sql string, p1, p2 int64, get func(*
 		}
 		out = append(out, get(q))
 	}
+}
+
+// aged is a row found by selectWhile.
+type aged struct{ id, created int64 }
+
+// selectWhile steps a cached query returning (id, created) in id order, with client as ?1 when
+// not empty, and collects rows while created is before cutoff, at most limit.
+func selectWhile(conn *sqlite.Conn, sql, client string, cutoff, limit int64) ([]aged, error) {
+	q, err := conn.Prepare(sql)
+	if err != nil {
+		return nil, err
+	}
+	if client != "" {
+		q.BindText(1, client)
+	}
+	var out []aged
+	for int64(len(out)) < limit {
+		row, err := q.Step()
+		if err != nil {
+			q.Reset()
+			return nil, err
+		}
+		if !row {
+			break
+		}
+		a := aged{q.ColumnInt64(0), q.ColumnInt64(1)}
+		if a.created >= cutoff {
+			break
+		}
+		out = append(out, a)
+	}
+	return out, q.Reset()
 }

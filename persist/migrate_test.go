@@ -1,9 +1,11 @@
 package persist
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,19 +83,18 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 
 	conn := openRaw(t, file)
 	from, err := migrateWith(conn, file, append(migrations[:len(migrations):len(migrations)], nextSchema))
-	if err != nil || from != 1 {
-		t.Fatalf("migrate from schema 1: from %d, %v", from, err)
+	if err != nil || from != SchemaVersion {
+		t.Fatalf("migrate from schema %d: from %d, %v", SchemaVersion, from, err)
 	}
 	checks := map[string][]string{
-		"PRAGMA user_version;":                                        {"2"},
-		"SELECT client_id || ' ' || origin FROM sessions;":            {"sensor migrated"},
-		"SELECT will_topic FROM sessions;":                            {"plant/1/status"},
-		"SELECT filter FROM subscriptions;":                           {"plant/+/cmd"},
-		"SELECT topic || ' ' || payload FROM messages;":               {"plant/1/temp 21.5"},
-		"SELECT client_id || ' ' || qos FROM deliveries;":             {"sensor 1"},
-		"SELECT packet_id FROM inbound;":                              {"42"},
-		"SELECT topic || ' ' || payload FROM retained;":               {"plant/1/config {}"},
-		"SELECT name FROM sqlite_schema WHERE name LIKE '%_created';": {"messages_created", "retained_created"},
+		"PRAGMA user_version;":                                                              {strconv.Itoa(SchemaVersion + 1)},
+		"SELECT client_id || ' ' || origin FROM sessions;":                                  {"sensor migrated"},
+		"SELECT will_topic FROM sessions;":                                                  {"plant/1/status"},
+		"SELECT filter FROM subscriptions;":                                                 {"plant/+/cmd"},
+		"SELECT client_id || ' ' || qos || ' ' || topic || ' ' || payload FROM deliveries;": {"sensor 1 plant/1/temp 21.5"},
+		"SELECT packet_id FROM inbound;":                                                    {"42"},
+		"SELECT topic || ' ' || payload FROM retained;":                                     {"plant/1/config {}"},
+		"SELECT name FROM sqlite_schema WHERE name LIKE '%_created';":                       {"retained_created"},
 	}
 	for sql, rows := range checks {
 		if got := queryStrings(t, conn, sql); !reflect.DeepEqual(got, rows) {
@@ -103,7 +104,7 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 	conn.Close()
 
 	// The kept copy, renamed back into a data directory, is what this (the older) build reads.
-	backup := backupFile(file, 1)
+	backup := backupFile(file, SchemaVersion)
 	restored := t.TempDir()
 	if err := os.Rename(backup, filepath.Join(restored, DatabaseFile)); err != nil {
 		t.Fatalf("no copy kept at %s: %v", backup, err)
@@ -114,7 +115,7 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 	}
 
 	// The migrated database is now newer than this build, which refuses it and says so.
-	if _, err := Open(testConfig(dir), nil); err == nil || !strings.Contains(err.Error(), "schema version 2 but this build knows only up to 1") {
+	if _, err := Open(testConfig(dir), nil); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d but this build knows only up to %d", SchemaVersion+1, SchemaVersion)) {
 		t.Errorf("Open of the migrated database by the older build: %v", err)
 	}
 }
@@ -128,10 +129,11 @@ func TestMigrateFailureChangesNothing(t *testing.T) {
 	conn := openRaw(t, file)
 	steps := append(migrations[:len(migrations):len(migrations)], nextSchema, "CREATE TABLE retained (topic TEXT);")
 	from, err := migrateWith(conn, file, steps)
-	if err == nil || from != 1 || !strings.Contains(err.Error(), "migrate schema 2 -> 3") || !strings.Contains(err.Error(), "left at version 1") {
+	if err == nil || from != SchemaVersion || !strings.Contains(err.Error(), fmt.Sprintf("migrate schema %d -> %d", SchemaVersion+1, SchemaVersion+2)) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("left at version %d", SchemaVersion)) {
 		t.Fatalf("failing migration: from %d, %v", from, err)
 	}
-	if got := queryStrings(t, conn, "PRAGMA user_version;"); got[0] != "1" {
+	if got := queryStrings(t, conn, "PRAGMA user_version;"); got[0] != strconv.Itoa(SchemaVersion) {
 		t.Errorf("user_version %s after a failed migration", got[0])
 	}
 	if got := queryStrings(t, conn, "SELECT count(*) FROM pragma_table_info('sessions') WHERE name = 'origin';"); got[0] != "0" {
@@ -146,10 +148,10 @@ func TestMigrateFailureChangesNothing(t *testing.T) {
 
 	// The copy from the failed attempt is never overwritten: the next attempt stops and names it.
 	conn = openRaw(t, file)
-	if _, err := migrateWith(conn, file, steps[:2]); err == nil || !strings.Contains(err.Error(), backupFile(file, 1)+" already exists") {
+	if _, err := migrateWith(conn, file, steps[:SchemaVersion+1]); err == nil || !strings.Contains(err.Error(), backupFile(file, SchemaVersion)+" already exists") {
 		t.Errorf("migration with a copy already kept: %v", err)
 	}
-	if got := queryStrings(t, conn, "PRAGMA user_version;"); got[0] != "1" {
+	if got := queryStrings(t, conn, "PRAGMA user_version;"); got[0] != strconv.Itoa(SchemaVersion) {
 		t.Errorf("user_version %s after a refused migration", got[0])
 	}
 }

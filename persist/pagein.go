@@ -42,9 +42,11 @@ type StoredDelivery struct {
 
 func readDeliveries(conn *sqlite.Conn, clientID string, fromID uint64, limit int) ([]StoredDelivery, error) {
 	out := make([]StoredDelivery, 0, min(limit, 1024))
+	// The body is inline in the row, or (topic NULL) in messages.
 	err := sqlitex.Execute(conn, `SELECT d.message_id, d.qos, d.packet_id, d.state, d.retain, d.sub_ids,
-			m.topic, m.payload, m.qos, m.retain, m.props, m.expires, m.created
-		FROM deliveries d JOIN messages m ON m.id = d.message_id
+			coalesce(d.topic, m.topic), coalesce(d.payload, m.payload), coalesce(d.msg_qos, m.qos), coalesce(d.msg_retain, m.retain),
+			iif(d.topic IS NULL, m.props, d.props), iif(d.topic IS NULL, m.expires, d.expires), iif(d.topic IS NULL, m.created, d.created)
+		FROM deliveries d LEFT JOIN messages m ON d.topic IS NULL AND m.id = d.message_id
 		WHERE d.client_id = ? AND d.message_id >= ? ORDER BY d.message_id LIMIT ?;`,
 		&sqlitex.ExecOptions{Args: []any{clientID, int64(fromID), limit}, ResultFunc: func(q *sqlite.Stmt) error {
 			id := uint64(q.ColumnInt64(0))
@@ -55,9 +57,10 @@ func readDeliveries(conn *sqlite.Conn, clientID string, fromID uint64, limit int
 				return err
 			}
 			d.SubIDs = ids
-			m := &Message{ID: id, Topic: q.ColumnText(6), Payload: columnBlob(q, 7), QoS: byte(q.ColumnInt(8)),
-				Retain: q.ColumnBool(9), Properties: columnBlob(q, 10), Expires: q.ColumnInt64(11), Created: q.ColumnInt64(12)}
-			out = append(out, StoredDelivery{Delivery: d, Message: m})
+			if q.ColumnType(6) == sqlite.TypeNull {
+				return fmt.Errorf("delivery of message %d references a missing body", id)
+			}
+			out = append(out, StoredDelivery{Delivery: d, Message: inlineMessage(q, id, 6)})
 			return nil
 		}})
 	if err != nil {

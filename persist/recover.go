@@ -107,9 +107,14 @@ func (s *Store) load(conn *sqlite.Conn, r Recovery, now int64, stats *LoadStats)
 	if err != nil {
 		return fmt.Errorf("messages: %w", err)
 	}
-	err = query(conn, `SELECT client_id, message_id, qos, packet_id, state, retain, sub_ids FROM deliveries
+	err = query(conn, `SELECT client_id, message_id, qos, packet_id, state, retain, sub_ids,
+			topic, payload, msg_qos, msg_retain, props, expires, created FROM deliveries
 			ORDER BY client_id, message_id;`, func(q *sqlite.Stmt) error {
 		stats.Deliveries++
+		inline := q.ColumnType(7) != sqlite.TypeNull
+		if inline {
+			stats.Messages++
+		}
 		if r.Delivery == nil {
 			return nil
 		}
@@ -120,8 +125,10 @@ func (s *Store) load(conn *sqlite.Conn, r Recovery, now int64, stats *LoadStats)
 			return err
 		}
 		d.SubIDs = ids
-		m := messages[d.MessageID]
-		if m == nil {
+		var m *Message
+		if inline {
+			m = inlineMessage(q, d.MessageID, 7)
+		} else if m = messages[d.MessageID]; m == nil {
 			return fmt.Errorf("delivery to %q references missing message %d", d.ClientID, d.MessageID)
 		}
 		return r.Delivery(d, m)
@@ -170,11 +177,14 @@ func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (
 		{"DELETE FROM inbound WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
 		{"DELETE FROM sessions WHERE expires_at > 0 AND expires_at <= ?1;", &stats.ExpiredSessions},
 		{"UPDATE sessions SET expires_at = ?1 + expiry * 1000000000 WHERE expires_at = 0 AND expiry != 4294967295;", nil},
-		// Counted first: the trigger deletes most bodies along with their deliveries.
-		{"SELECT count(*) FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2;", &stats.ExpiredMessages},
-		{"DELETE FROM deliveries WHERE message_id IN (SELECT id FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2);", nil},
+		// Counted first, shared bodies and inline ones: the trigger deletes most shared bodies
+		// along with their deliveries.
+		{`SELECT (SELECT count(*) FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2)
+			+ (SELECT count(*) FROM deliveries WHERE topic IS NOT NULL AND ((expires > 0 AND expires <= ?1) OR created < ?2));`, &stats.ExpiredMessages},
+		{"DELETE FROM deliveries WHERE topic IS NULL AND message_id IN (SELECT id FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2);", nil},
+		{"DELETE FROM deliveries WHERE topic IS NOT NULL AND ((expires > 0 AND expires <= ?1) OR created < ?2);", nil},
 		// The trigger took the bodies of the deliveries just deleted; this catches unreferenced ones.
-		{"DELETE FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2 OR id NOT IN (SELECT message_id FROM deliveries);", nil},
+		{"DELETE FROM messages WHERE (expires > 0 AND expires <= ?1) OR created < ?2 OR id NOT IN (SELECT message_id FROM deliveries WHERE topic IS NULL);", nil},
 		{"DELETE FROM retained WHERE expires > 0 AND expires <= ?1;", &stats.ExpiredRetained},
 	}
 	for _, st := range steps {
@@ -205,6 +215,13 @@ func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (
 		}
 	}
 	return nil
+}
+
+// inlineMessage reads the body stored in a delivery row from its columns col (topic), col+1
+// (payload), msg_qos, msg_retain, props, expires, created.
+func inlineMessage(q *sqlite.Stmt, id uint64, col int) *Message {
+	return &Message{ID: id, Topic: q.ColumnText(col), Payload: columnBlob(q, col+1), QoS: byte(q.ColumnInt(col + 2)),
+		Retain: q.ColumnBool(col + 3), Properties: columnBlob(q, col+4), Expires: q.ColumnInt64(col + 5), Created: q.ColumnInt64(col + 6)}
 }
 
 // query runs a read statement prepared just for this call and calls fn per row.

@@ -75,6 +75,7 @@ type Store struct {
 	// Owned by the writer goroutine.
 	st      statements
 	batch   []op
+	rows    []deliveryRow
 	scratch []byte
 }
 
@@ -135,7 +136,10 @@ func (s *Store) openConn() error {
 		return s.openError("migrate", err)
 	}
 	var maxID int64
-	err = sqlitex.ExecuteTransient(conn, "SELECT coalesce(max(id), 0) FROM messages;", &sqlitex.ExecOptions{
+	// Inline bodies have no messages row: the largest id is also sought per session, through the
+	// deliveries key, so this costs a seek per session rather than a scan.
+	err = sqlitex.ExecuteTransient(conn, `SELECT max((SELECT coalesce(max(id), 0) FROM messages),
+			coalesce((SELECT max((SELECT max(message_id) FROM deliveries d WHERE d.client_id = s.client_id)) FROM sessions s), 0));`, &sqlitex.ExecOptions{
 		ResultFunc: func(stmt *sqlite.Stmt) error { maxID = stmt.ColumnInt64(0); return nil },
 	})
 	if err != nil {

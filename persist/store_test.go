@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -219,7 +220,7 @@ func TestPragmasAppliedAndLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, want := range []string{"cache_size=1000", "temp_store=1", "mmap_size=1048576", "busy_timeout=1234", "synchronous=2", "journal_mode=wal", "foreign_keys=0", "schema=1"} {
+	for _, want := range []string{"cache_size=1000", "temp_store=1", "mmap_size=1048576", "busy_timeout=1234", "synchronous=2", "journal_mode=wal", "foreign_keys=0", "schema=" + strconv.Itoa(SchemaVersion)} {
 		if !strings.Contains(logged.String(), want) {
 			t.Errorf("start-up log lacks %s: %s", want, logged.String())
 		}

@@ -1,6 +1,7 @@
 package persist
 
 import (
+	"strings"
 	"time"
 
 	"zombiezen.com/go/sqlite"
@@ -270,11 +271,26 @@ func (s *Store) transaction(ops []op) error {
 		s.rollback()
 		return err
 	}
-	for i := range ops {
+	for i := 0; i < len(ops); {
+		// Consecutive AddDeliveries share multi-row INSERTs: one statement step per row costs
+		// more than the row itself. Other kinds keep their place in the order.
+		if ops[i].kind == opAddDeliveries {
+			j := i + 1
+			for j < len(ops) && ops[j].kind == opAddDeliveries {
+				j++
+			}
+			if err := s.addDeliveries(ops[i:j]); err != nil {
+				s.rollback()
+				return err
+			}
+			i = j
+			continue
+		}
 		if err := s.apply(&ops[i]); err != nil {
 			s.rollback()
 			return err
 		}
+		i++
 	}
 	if err := step(s.st.commit); err != nil {
 		s.rollback()
@@ -308,6 +324,7 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
+// apply writes one op of any kind but AddDeliveries, which transaction groups (addDeliveries).
 func (s *Store) apply(o *op) error {
 	st := &s.st
 	switch o.kind {
@@ -342,8 +359,6 @@ func (s *Store) apply(o *op) error {
 		st.deleteSubscription.BindText(1, o.sub.ClientID)
 		st.deleteSubscription.BindText(2, o.sub.Filter)
 		return step(st.deleteSubscription)
-	case opAddDeliveries:
-		return s.addDeliveries(o.msg, o.deliveries)
 	case opUpdateDelivery:
 		q := st.updateDelivery
 		q.BindInt64(1, int64(o.packetID))
@@ -410,39 +425,109 @@ func (s *Store) deleteSession(clientID string) error {
 	return nil
 }
 
-func (s *Store) addDeliveries(m *Message, ds []Delivery) error {
-	q := s.st.insertMessage
-	q.BindInt64(1, int64(m.ID))
-	q.BindText(2, m.Topic)
-	q.BindBytes(3, m.Payload)
-	q.BindInt64(4, int64(m.QoS))
-	q.BindInt64(5, boolInt(m.Retain))
-	bindBlob(q, 6, m.Properties)
-	q.BindInt64(7, m.Expires)
-	q.BindInt64(8, m.Created)
-	if err := step(q); err != nil {
-		return err
-	}
-	q = s.st.insertDelivery
-	for i := range ds {
-		d := &ds[i]
-		q.BindText(1, d.ClientID)
-		q.BindInt64(2, int64(m.ID))
-		q.BindInt64(3, int64(d.QoS))
-		q.BindInt64(4, int64(d.PacketID))
-		q.BindInt64(5, int64(d.State))
-		q.BindInt64(6, boolInt(d.Retain))
-		if len(d.SubIDs) == 0 {
-			q.BindNull(7)
-		} else {
-			s.scratch = appendSubIDs(s.scratch[:0], d.SubIDs)
-			q.BindBytes(7, s.scratch)
+// deliveryRow is one delivery row waiting for its multi-row INSERT; inline says the message's
+// body goes in the row (its only durable recipient) rather than in messages.
+type deliveryRow struct {
+	d      *Delivery
+	m      *Message
+	inline bool
+}
+
+// deliveryChunks are the row counts of the prepared multi-row delivery INSERTs, largest first:
+// a batch of n rows takes n/64 steps of the largest and at most 7+7 of the smaller ones.
+var deliveryChunks = [...]int{64, 8, 1}
+
+// addDeliveries writes the messages and delivery rows of consecutive AddDeliveries ops.
+func (s *Store) addDeliveries(ops []op) error {
+	rows := s.rows[:0]
+	defer func() { clear(rows); s.rows = rows[:0] }()
+	for i := range ops {
+		m, ds := ops[i].msg, ops[i].deliveries
+		inline := len(ds) == 1
+		if !inline {
+			q := s.st.insertMessage
+			q.BindInt64(1, int64(m.ID))
+			q.BindText(2, m.Topic)
+			q.BindBytes(3, m.Payload)
+			q.BindInt64(4, int64(m.QoS))
+			q.BindInt64(5, boolInt(m.Retain))
+			bindBlob(q, 6, m.Properties)
+			q.BindInt64(7, m.Expires)
+			q.BindInt64(8, m.Created)
+			if err := step(q); err != nil {
+				return err
+			}
 		}
-		if err := step(q); err != nil {
+		for k := range ds {
+			rows = append(rows, deliveryRow{d: &ds[k], m: m, inline: inline})
+		}
+	}
+	for len(rows) > 0 {
+		c := 0
+		for rows := len(rows); deliveryChunks[c] > rows; c++ {
+		}
+		n := deliveryChunks[c]
+		if err := s.insertDeliveries(s.st.insertDeliveries[c], rows[:n]); err != nil {
 			return err
 		}
+		rows = rows[n:]
 	}
 	return nil
+}
+
+// deliveryColumns is the number of parameters of one row of insertDeliveries.
+const deliveryColumns = 14
+
+func (s *Store) insertDeliveries(q *sqlite.Stmt, rows []deliveryRow) error {
+	for i := range rows {
+		r, p := &rows[i], i*deliveryColumns
+		d, m := r.d, r.m
+		q.BindText(p+1, d.ClientID)
+		q.BindInt64(p+2, int64(m.ID))
+		q.BindInt64(p+3, int64(d.QoS))
+		q.BindInt64(p+4, int64(d.PacketID))
+		q.BindInt64(p+5, int64(d.State))
+		q.BindInt64(p+6, boolInt(d.Retain))
+		if len(d.SubIDs) == 0 {
+			q.BindNull(p + 7)
+		} else {
+			s.scratch = appendSubIDs(s.scratch[:0], d.SubIDs)
+			q.BindBytes(p+7, s.scratch)
+		}
+		if r.inline {
+			q.BindText(p+8, m.Topic)
+			q.BindBytes(p+9, m.Payload)
+			q.BindInt64(p+10, int64(m.QoS))
+			q.BindInt64(p+11, boolInt(m.Retain))
+			bindBlob(q, p+12, m.Properties)
+			q.BindInt64(p+13, m.Expires)
+			q.BindInt64(p+14, m.Created)
+		} else {
+			for c := 8; c <= 12; c++ {
+				q.BindNull(p + c)
+			}
+			q.BindInt64(p+13, 0)
+			q.BindInt64(p+14, 0)
+		}
+	}
+	return step(q)
+}
+
+// insertDeliveriesSQL is the multi-row delivery INSERT of n rows. A delivery stored again
+// (same client and message) takes the new state and keeps its body.
+func insertDeliveriesSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO deliveries (client_id, message_id, qos, packet_id, state, retain, sub_ids,
+		topic, payload, msg_qos, msg_retain, props, expires, created) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+	}
+	b.WriteString(` ON CONFLICT (client_id, message_id) DO UPDATE SET qos = excluded.qos, packet_id = excluded.packet_id,
+		state = excluded.state, retain = excluded.retain, sub_ids = excluded.sub_ids;`)
+	return b.String()
 }
 
 // statements are the writer's prepared statements, prepared once at open and reused for every op.
@@ -452,8 +537,9 @@ type statements struct {
 	saveSession, deleteSession                                       *sqlite.Stmt
 	deleteSessionSubs, deleteSessionDeliveries, deleteSessionInbound *sqlite.Stmt
 	saveSubscription, deleteSubscription                             *sqlite.Stmt
-	insertMessage, insertDelivery, updateDelivery, deleteDelivery    *sqlite.Stmt
+	insertMessage, updateDelivery, deleteDelivery                    *sqlite.Stmt
 	addInbound, deleteInbound                                        *sqlite.Stmt
+	insertDeliveries                                                 [len(deliveryChunks)]*sqlite.Stmt
 }
 
 func (st *statements) prepare(conn *sqlite.Conn) error {
@@ -481,9 +567,6 @@ func (st *statements) prepare(conn *sqlite.Conn) error {
 		{&st.deleteSubscription, "DELETE FROM subscriptions WHERE client_id = ?1 AND filter = ?2;"},
 		{&st.insertMessage, `INSERT INTO messages (id, topic, payload, qos, retain, props, expires, created)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING;`},
-		{&st.insertDelivery, `INSERT INTO deliveries (client_id, message_id, qos, packet_id, state, retain, sub_ids)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-			ON CONFLICT (client_id, message_id) DO UPDATE SET qos = ?3, packet_id = ?4, state = ?5, retain = ?6, sub_ids = ?7;`},
 		{&st.updateDelivery, "UPDATE deliveries SET packet_id = ?1, state = ?2 WHERE client_id = ?3 AND message_id = ?4;"},
 		{&st.deleteDelivery, "DELETE FROM deliveries WHERE client_id = ?1 AND message_id = ?2;"},
 		{&st.addInbound, "INSERT INTO inbound (client_id, packet_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING;"},
@@ -494,6 +577,13 @@ func (st *statements) prepare(conn *sqlite.Conn) error {
 			return err
 		}
 		*p.dst = stmt
+	}
+	for i, n := range deliveryChunks {
+		stmt, err := conn.Prepare(insertDeliveriesSQL(n))
+		if err != nil {
+			return err
+		}
+		st.insertDeliveries[i] = stmt
 	}
 	return nil
 }
