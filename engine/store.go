@@ -41,6 +41,8 @@ func (b *Broker) openStore() error {
 	t := now()
 	bodies := make(map[*persist.Message]*session.Message)
 	entryOf := func(clientID string) *entry { return b.sessions[clientID] }
+	built, indexed := make(chan []*session.Message, 2), make(chan struct{})
+	go b.indexRetained(built, indexed)
 	_, err = store.Load(persist.Recovery{
 		Session: func(ps persist.Session) error {
 			e := &entry{}
@@ -95,22 +97,48 @@ func (b *Broker) openStore() error {
 			}
 			return nil
 		},
-		Retained: func(pm persist.Message) error {
-			msg := restoredMessage(&pm)
-			b.retained.Set(msg.Topic, msg, msg.Size())
+		// Three stages on two cores (issue 7: 1M retained in < 3 s): the store reads rows, this
+		// callback builds the messages (copying topic and payload once, into the message), and
+		// indexed inserts them, in topic order, while the next batch is built.
+		RetainedBatch: func(topics [][]byte, pms []persist.Message) error {
+			msgs := make([]*session.Message, len(pms))
+			for i := range pms {
+				msgs[i] = restoredMessageTopic(&pms[i], topics[i])
+			}
+			built <- msgs
 			return nil
 		},
 	})
+	close(built)
+	<-indexed
 	return err
+}
+
+// indexRetained inserts the recovered retained messages of each batch into the index, then
+// closes done.
+func (b *Broker) indexRetained(built <-chan []*session.Message, done chan<- struct{}) {
+	defer close(done)
+	for msgs := range built {
+		for _, msg := range msgs {
+			b.retained.Set(msg.Topic, msg, msg.Size())
+		}
+	}
 }
 
 // restoredMessage rebuilds a message from its stored form, outside the pool.
 func restoredMessage(pm *persist.Message) *session.Message {
+	return restoredMessageTopic(pm, []byte(pm.Topic))
+}
+
+// restoredMessageTopic is restoredMessage with the topic given apart (pm.Topic unused); the
+// message copies topic, payload and properties into its own buffer.
+func restoredMessageTopic(pm *persist.Message, topic []byte) *session.Message {
 	p := packets.Publish{Version: packets.V5, QoS: pm.QoS, Retain: pm.Retain, Payload: pm.Payload}
-	if err := persist.DecodeProperties(pm.Properties, &p.Properties); err != nil {
-		p.Properties.Reset() // the store verified the blob when writing it; keep the message
+	if len(pm.Properties) > 0 {
+		if err := persist.DecodeProperties(pm.Properties, &p.Properties); err != nil {
+			p.Properties.Reset() // the store verified the blob when writing it; keep the message
+		}
 	}
-	topic := []byte(pm.Topic)
 	msg := session.NewMessage(&p, topic, 0, 0, 0)
 	msg.Expires = pm.Expires
 	msg.StoreID = pm.ID

@@ -1,8 +1,10 @@
 package persist
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"zombiezen.com/go/sqlite"
@@ -21,6 +23,13 @@ type Recovery struct {
 	Delivery func(Delivery, *Message) error
 	Inbound  func(InboundQoS2) error
 	Retained func(Message) error
+	// RetainedBatch, when set, takes the retained messages instead of Retained, a batch at a
+	// time: topics[i] is the topic of ms[i] (whose Topic is empty). Topics, payloads and
+	// properties alias buffers the next batches reuse, so the callee copies what it keeps. It
+	// runs on a goroutine of its own while the next batch is read: recovery of a million
+	// retained messages costs the slower of the two, not their sum, and two allocations per
+	// message fewer (issue 7: under 3 s).
+	RetainedBatch func(topics [][]byte, ms []Message) error
 }
 
 // LoadStats says what recovery found and discarded, and how long it took.
@@ -146,6 +155,12 @@ func (s *Store) load(conn *sqlite.Conn, r Recovery, now int64, stats *LoadStats)
 	if err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
+	if r.RetainedBatch != nil {
+		if err := loadRetainedBatches(conn, r.RetainedBatch, stats); err != nil {
+			return fmt.Errorf("retained: %w", err)
+		}
+		return nil
+	}
 	err = query(conn, "SELECT topic, payload, qos, props, expires, created FROM retained;", func(q *sqlite.Stmt) error {
 		stats.Retained++
 		if r.Retained == nil {
@@ -215,6 +230,90 @@ func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (
 		}
 	}
 	return nil
+}
+
+// retainedBatchSize is how many retained messages one RetainedBatch call gets: large enough
+// that handing a batch over costs nothing per message, small enough to stay in cache.
+const retainedBatchSize = 1024
+
+// retainedChunk is one batch of retained messages and the buffer their bytes alias.
+type retainedChunk struct {
+	topics [][]byte
+	ms     []Message
+	buf    []byte
+}
+
+// take copies column col of q into c.buf and returns the copy, nil for NULL or empty. A
+// buffer grown here is a new array: slices taken before keep the old one alive, untouched.
+func (c *retainedChunk) take(q *sqlite.Stmt, col int) []byte {
+	n := q.ColumnLen(col)
+	if n == 0 {
+		return nil
+	}
+	if cap(c.buf)-len(c.buf) < n {
+		c.buf = make([]byte, 0, max(2*cap(c.buf), 64<<10, n))
+	}
+	start := len(c.buf)
+	c.buf = c.buf[:start+n]
+	q.ColumnBytes(col, c.buf[start:])
+	return c.buf[start : start+n : start+n]
+}
+
+// errConsumerFailed stops the scan once RetainedBatch has returned an error.
+var errConsumerFailed = errors.New("persist: retained consumer failed")
+
+// loadRetainedBatches scans retained in topic order on this (the writer) goroutine and hands
+// full batches to fn on another; two batches circulate, one filling while the other is read.
+func loadRetainedBatches(conn *sqlite.Conn, fn func([][]byte, []Message) error, stats *LoadStats) error {
+	free := make(chan *retainedChunk, 2)
+	full := make(chan *retainedChunk, 2)
+	for range cap(free) {
+		free <- &retainedChunk{topics: make([][]byte, 0, retainedBatchSize), ms: make([]Message, 0, retainedBatchSize)}
+	}
+	var failed atomic.Bool
+	consumed := make(chan error, 1)
+	go func() {
+		var err error
+		for c := range full {
+			if err == nil {
+				if err = fn(c.topics, c.ms); err != nil {
+					failed.Store(true)
+				}
+			}
+			free <- c
+		}
+		consumed <- err
+	}()
+	next := func() *retainedChunk {
+		c := <-free
+		clear(c.ms) // no payload of an earlier batch stays reachable through it
+		c.topics, c.ms, c.buf = c.topics[:0], c.ms[:0], c.buf[:0]
+		return c
+	}
+	c := next()
+	err := query(conn, "SELECT topic, payload, qos, props, expires, created FROM retained;", func(q *sqlite.Stmt) error {
+		stats.Retained++
+		c.topics = append(c.topics, c.take(q, 0))
+		c.ms = append(c.ms, Message{Payload: c.take(q, 1), QoS: byte(q.ColumnInt(2)), Retain: true,
+			Properties: c.take(q, 3), Expires: q.ColumnInt64(4), Created: q.ColumnInt64(5)})
+		if len(c.ms) < retainedBatchSize {
+			return nil
+		}
+		full <- c
+		if failed.Load() {
+			return errConsumerFailed
+		}
+		c = next()
+		return nil
+	})
+	if err == nil && len(c.ms) > 0 {
+		full <- c
+	}
+	close(full)
+	if cerr := <-consumed; cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // inlineMessage reads the body stored in a delivery row from its columns col (topic), col+1

@@ -1,6 +1,8 @@
 package persist
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -128,5 +130,55 @@ func TestBatchedDeliveries(t *testing.T) {
 	}
 	if !reflect.DeepEqual(n, want) {
 		t.Errorf("deliveries per message %v, want %v", n, want)
+	}
+}
+
+// RetainedBatch gets what Retained gets, in topic order, across several batches; an error from
+// it stops the load and is returned.
+func TestRetainedBatches(t *testing.T) {
+	s := open(t, testConfig(t.TempDir()))
+	const n = 2*retainedBatchSize + 5
+	for i := range n {
+		m := &Message{Topic: "r/" + strconv.Itoa(i), Payload: []byte(strconv.Itoa(i)), QoS: byte(i % 3), Retain: true, Created: int64(i)}
+		if i%10 == 0 {
+			m.Properties = []byte{1, 1}
+			m.Expires = 1 << 62
+		}
+		if i == 7 {
+			m.Payload = nil
+		}
+		must(t, func(d func(error)) { s.SaveRetained(m, d) })
+	}
+	s = reopen(t, s)
+	want, _ := load(t, s)
+	s = reopen(t, s)
+	got := map[string]Message{}
+	var last string
+	batches := 0
+	stats, err := s.Load(Recovery{RetainedBatch: func(topics [][]byte, ms []Message) error {
+		batches++
+		for i := range ms {
+			m := ms[i]
+			m.Topic = string(topics[i])
+			m.Payload = bytes.Clone(m.Payload)
+			m.Properties = bytes.Clone(m.Properties)
+			if m.Topic <= last {
+				t.Errorf("%q after %q", m.Topic, last)
+			}
+			last = m.Topic
+			got[m.Topic] = m
+		}
+		return nil
+	}})
+	if err != nil || stats.Retained != n || batches != 3 {
+		t.Fatalf("Load: %v, %+v, %d batches", err, stats, batches)
+	}
+	if !reflect.DeepEqual(got, want.Retained) {
+		t.Errorf("batches differ from Retained")
+	}
+	s = reopen(t, s)
+	boom := errors.New("boom")
+	if _, err := s.Load(Recovery{RetainedBatch: func([][]byte, []Message) error { return boom }}); !errors.Is(err, boom) {
+		t.Errorf("Load with a failing consumer: %v", err)
 	}
 }
