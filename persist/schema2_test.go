@@ -182,3 +182,44 @@ func TestRetainedBatches(t *testing.T) {
 		t.Errorf("Load with a failing consumer: %v", err)
 	}
 }
+
+// ReadDeliveries pages rows back in id order from fromID, inline bodies and shared ones alike.
+func TestReadDeliveriesInlineAndShared(t *testing.T) {
+	s := open(t, testConfig(t.TempDir()))
+	for _, c := range []string{"a", "b"} {
+		must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: c, Expiry: NeverExpires}, d) })
+	}
+	now := time.Now().UnixNano()
+	var ids []uint64
+	for i := range 5 {
+		m := &Message{ID: s.NextMessageID(), Topic: "t/" + strconv.Itoa(i), Payload: []byte{byte(i)}, QoS: 1, Properties: []byte{1, 1}, Created: now}
+		ds := []Delivery{{ClientID: "a", QoS: 1, SubIDs: []uint32{3}}}
+		if i%2 == 1 {
+			ds = append(ds, Delivery{ClientID: "b", QoS: 1})
+		}
+		must(t, func(d func(error)) { s.AddDeliveries(m, ds, d) })
+		ids = append(ids, m.ID)
+	}
+	got := make(chan []StoredDelivery, 1)
+	s.ReadDeliveries("a", ids[1], 3, func(rows []StoredDelivery, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rows
+	})
+	rows := <-got
+	if len(rows) != 3 {
+		t.Fatalf("%d rows, want 3", len(rows))
+	}
+	for i, r := range rows {
+		want := Message{ID: ids[i+1], Topic: "t/" + strconv.Itoa(i+1), Payload: []byte{byte(i + 1)}, QoS: 1, Properties: []byte{1, 1}, Created: now}
+		if r.Delivery.MessageID != want.ID || !reflect.DeepEqual(r.Delivery.SubIDs, []uint32{3}) || !reflect.DeepEqual(*r.Message, want) {
+			t.Errorf("row %d: %+v %+v, want message %+v", i, r.Delivery, *r.Message, want)
+		}
+	}
+	s.ReadDeliveries("a", 0, 0, func(rows []StoredDelivery, err error) {
+		if rows != nil || err != nil {
+			t.Errorf("limit 0: %v, %v", rows, err)
+		}
+	})
+}
