@@ -7,12 +7,13 @@ import "sync/atomic"
 // all of them with one hash lookup instead of a node per level.
 //
 // Why: in the bar's workload 70% of the filters are exact, and each one of 5 or 6
-// levels added trie nodes that no 4-level topic ever reaches, yet every level's child
-// table grew with them. Taking them out of the trie leaves it holding only the
-// wildcard filters: at a million subscriptions, a fraction of the nodes, small linear
-// child tables instead of hashed ones at the third level, and a walk that often stops
-// a level early. Subscribing or unsubscribing an exact filter touches one chain
-// instead of copying child tables.
+// levels added trie nodes that no 4-level topic ever reaches. Taking them out of the
+// trie leaves it holding only the wildcard filters (at a million subscriptions, 414k
+// nodes instead of about 1.2M), and subscribing or unsubscribing an exact filter
+// links or unlinks one entry. Measured at 1,000,000 subscriptions: 187 -> 122 bytes
+// per subscription with the per-node child tables of the time. A match pays one
+// lookup more (bucket, entry, filter bytes); in interleaved runs on the loaded
+// machine it cost about what the smaller trie saved.
 //
 // Invariants:
 //   - Readers follow only atomic pointers: sh.exact, each bucket head, each entry's

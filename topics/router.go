@@ -2,29 +2,39 @@ package topics
 
 // Router design (read this before changing the trie).
 //
-// Chosen: copy-on-write per node, published with atomic pointers. Every field a reader
-// follows (a node's child table, its '+' child, its subscription sets, a bucket of a
-// large child table, a share group's member list) is an atomic.Pointer to a value that
-// is never modified after it is published. A writer (Subscribe, Unsubscribe) holds the
-// mutex of the one shard it changes, builds the replacement value, and stores it; a
-// reader (Match) only loads pointers, so it takes no lock at all, never writes shared
-// memory (except the round-robin cursor of a $share group it delivers to), and scales
-// with cores. The garbage collector reclaims what readers may still hold, which is
-// what makes this RCU-like scheme safe in Go without epochs.
+// Each shard holds three structures, all readable without a lock:
+//   - exact (exact.go): the filters without wildcards, by whole filter. A topic
+//     matches those only when equal, so one hash lookup finds them all.
+//   - nodes (nodes.go): the trie of the filters holding '+' or '#', every node kept
+//     in one open-addressed table addressed by (parent, level), so a child lookup is
+//     one probe and no node owns a child table.
+//   - root: the trie's root; a '+' child hangs off its parent (node.wild).
+//
+// Chosen: copy-on-write values published with atomic pointers. Every field a reader
+// follows (a table slot's node, a node's '+' child and subscription sets, an exact
+// entry's set and chain, a share group's member list) is an atomic pointer to a value
+// that is not modified once published, except through other atomic fields. A writer
+// (Subscribe, Unsubscribe) holds the mutex of the one shard it changes, builds the
+// replacement value and stores it; a reader (Match) only loads, so it takes no lock
+// at all, never writes shared memory (except the round-robin cursor of a $share group
+// it delivers to), and scales with cores. The garbage collector reclaims what readers
+// may still hold, which is what makes this RCU-like scheme safe in Go without epochs.
 //
 // Rejected: an RWMutex per shard. RLock and RUnlock each write the lock's reader
 // count, so two cores matching at once bounce that cache line between them on every
 // match; every match also visits the wildcard shard, so all matchers would share at
-// least one lock. That was judged, not measured: the copy-on-write reader writes
-// nothing shared, so it cannot do worse. Its cost is on the writer side (a table copy
-// per new child, bounded by the wide tables of children.go). A result cache (as in
-// nats sublist) is not built: it must be invalidated by every subscribe to a wildcard
-// filter, allocates per distinct topic, and does not help the million-topic case.
+// least one lock. That was judged, not measured: the lock-free reader writes nothing
+// shared, so it cannot do worse. Rejected too: a child table per node (the first
+// design): three dependent cache misses per level instead of two, and a table copy
+// per new child. A result cache (as in nats sublist) is not built: it must be
+// invalidated by every subscribe to a wildcard filter, allocates per distinct topic,
+// and does not help the million-topic case.
 //
 // Invariants:
 //   - Filters are sharded by a hash of their first level; filters whose first level is
 //     '+' or '#' live in the wildcard shard, which Match skips for topics starting with
 //     '$' [MQTT-4.7.2-1].
+//   - A filter without '+' or '#' is in its shard's exact index and never in the trie.
 //   - A node exists only while it or a descendant holds a subscription: Unsubscribe
 //     prunes empty nodes bottom-up, so the trie's size follows the subscriptions.
 //   - A '#' filter is not a node: its subscriptions hang off the parent (node.multi),
@@ -32,8 +42,9 @@ package topics
 //   - Within one leafSet a client appears at most once (Client+Filter identifies a
 //     subscription [MQTT-3.8.4-3]); within one share group a client appears once.
 //   - Filters share their common levels: one node per distinct prefix. A level of up to
-//     16 bytes is copied into its node; a longer one is a sub-string of the first
-//     filter that created the node (which the router therefore keeps alive).
+//     20 bytes is copied into its node; a longer one is a sub-string of the first
+//     filter that created the node (which the router therefore keeps alive), as is an
+//     exact entry's filter.
 //   - Lock order: a writer holds exactly one shard mutex and never another lock.
 
 import (
@@ -96,9 +107,10 @@ type Matches struct {
 	ids    []uint32     // backing store of Delivery.IDs
 	hits   []hit        // non-shared matches of the current call, merged by client
 	levels []topicLevel // the topic being matched, split once
-	nodes  [2][]*node   // the trie nodes reached at the current and the next level
+	nodes  [2][]nodeRef // the trie nodes reached at the current and the next level
 
 	publisher uint64
+	plusHash  uint64 // Router.plusHash, for the keys of '+' nodes
 	online    func(client uint64) bool
 
 	// Pad to a cache line of its own: each matching goroutine writes its Matches on
@@ -119,6 +131,13 @@ type hit struct {
 	rap    bool
 }
 
+// nodeRef is a node reached by Match and the table of its shard, where its children are.
+type nodeRef struct {
+	n   *node
+	t   *nodeTable
+	key uint64 // n.key, known without reading n
+}
+
 type topicLevel struct {
 	text string
 	hash uint64
@@ -132,36 +151,53 @@ type Router struct {
 	count  atomic.Int64
 	shards [numShards]*shard
 	wild   *shard // filters starting with '+' or '#'
+
+	plusHash uint64 // the level hash of '+' nodes, for their key
 }
 
-// shard owns the writer lock of one sub-trie. Readers only follow root.
+// shard owns the writer lock of one sub-trie. Readers only follow root, nodes and exact.
 type shard struct {
 	mu    sync.Mutex
 	root  *node                      // the filters holding '+' or '#'
+	nodes atomic.Pointer[nodeTable]  // every node under root but '+' ones, see nodes.go
 	exact atomic.Pointer[exactTable] // the filters without wildcards, see exact.go
 
-	exactCount int // distinct filters in exact; guarded by mu
+	// Guarded by mu.
+	deleted    *node // marks a deleted slot of nodes: its nil parent matches no lookup
+	nodesLive  int   // nodes in the table
+	nodesUsed  int   // slots of the table holding a live or deleted node
+	exactCount int   // distinct filters in exact
 }
 
-// node is one level of a filter. All its pointer fields are published copy-on-write.
-// A node is 64 bytes, one cache line: a level of up to 16 bytes is kept inside it, so
-// checking a child's level costs no further cache miss (see newNode).
+func newShard() *shard {
+	return &shard{root: newNode(nil, 0, ""), deleted: &node{}}
+}
+
+// node is one level of a filter. Its children are in its shard's nodeTable (see
+// nodes.go), found by key, parent and level, which never change. Its other pointer
+// fields are published copy-on-write. A node is 80 bytes: a level of up to 20 bytes
+// is kept inside it, so checking a child's level costs no further cache miss (see
+// newNode).
 type node struct {
-	children atomic.Pointer[slot]    // the child table, see children.go
-	wild     atomic.Pointer[node]    // the '+' child
-	multi    atomic.Pointer[leafSet] // subscriptions of filter "<this node>/#"
-	subs     atomic.Pointer[leafSet] // subscriptions whose filter ends at this node
-	level    string
-	inline   [16]byte
+	key    uint64 // identifies the node in its shard's nodeTable with parent and level
+	parent *node
+	wild   atomic.Pointer[node]    // the '+' child
+	multi  atomic.Pointer[leafSet] // subscriptions of filter "<this node>/#"
+	subs   atomic.Pointer[leafSet] // subscriptions whose filter ends at this node
+	level  string
+
+	children int32 // children in the nodeTable; written by the shard's writer only
+	inline   [20]byte
 }
 
-// newNode makes the node of level. A short level is copied into the node and level
-// is made a view of that copy with unsafe.String: the bytes are never written again,
-// which is what unsafe.String requires, and it saves the cache miss of reading the
-// level from the filter's memory on every lookup (measured: about a tenth of a match
-// at a million subscriptions). A longer level stays a sub-string of the filter.
-func newNode(level string) *node {
-	n := &node{level: level}
+// newNode makes the node of level under parent. A short level is copied into the
+// node and level is made a view of that copy with unsafe.String: the bytes are never
+// written again, which is what unsafe.String requires, and it saves the cache miss of
+// reading the level from the filter's memory on every lookup (measured: about a tenth
+// of a match at a million subscriptions). A longer level stays a sub-string of the
+// filter.
+func newNode(parent *node, key uint64, level string) *node {
+	n := &node{key: key, parent: parent, level: level}
 	if level != "" && len(level) <= len(n.inline) {
 		copy(n.inline[:], level)
 		n.level = unsafe.String(&n.inline[0], len(level))
@@ -169,8 +205,9 @@ func newNode(level string) *node {
 	return n
 }
 
+// empty reports whether n holds nothing. Writer only (children is not atomic).
 func (n *node) empty() bool {
-	return n.children.Load() == nil && n.wild.Load() == nil && n.multi.Load() == nil && n.subs.Load() == nil
+	return n.children == 0 && n.wild.Load() == nil && n.multi.Load() == nil && n.subs.Load() == nil
 }
 
 // entry is one non-shared subscription, or one member of a share group.
@@ -212,10 +249,11 @@ type shareGroup struct {
 
 // NewRouter returns an empty Router that enforces lim on every filter subscribed.
 func NewRouter(lim Limits) *Router {
-	r := &Router{lim: lim, seed: maphash.MakeSeed(), wild: &shard{root: newNode("")}}
+	r := &Router{lim: lim, seed: maphash.MakeSeed(), wild: newShard()}
 	for i := range r.shards {
-		r.shards[i] = &shard{root: newNode("")}
+		r.shards[i] = newShard()
 	}
+	r.plusHash = r.hash("+")
 	return r
 }
 
@@ -225,7 +263,8 @@ func (r *Router) Count() int { return int(r.count.Load()) }
 func (r *Router) hash(level string) uint64 { return maphash.String(r.seed, level) }
 
 // shardOf picks the shard of a filter (not a $share form) from its first level. The
-// top bits pick the shard because the low bits pick buckets inside child tables.
+// top bits pick the shard because the low bits of the keys derived from it pick the
+// slots and buckets inside the shard.
 func (r *Router) shardOf(filter string) *shard {
 	first, _, _ := cutLevel(filter)
 	if first == "+" || first == "#" {
@@ -285,16 +324,17 @@ func (r *Router) Subscribe(s Subscription) (replaced bool, err error) {
 		if level == "+" {
 			w := n.wild.Load()
 			if w == nil {
-				w = newNode("+")
+				w = newNode(n, exactHashStep(n.key, r.plusHash), "+")
 				n.wild.Store(w)
 			}
 			n = w
 		} else {
-			h := r.hash(level)
-			c := n.child(h, level)
+			key := exactHashStep(n.key, r.hash(level))
+			c := sh.nodes.Load().child(n, key, level)
 			if c == nil {
-				c = newNode(level)
-				n.addChild(h, c)
+				c = newNode(n, key, level)
+				sh.insertNode(c)
+				n.children++
 			}
 			n = c
 		}
@@ -380,7 +420,6 @@ func indexClient(entries []entry, client uint64) int {
 // pathStep records how Unsubscribe reached a node, so it can prune on the way back.
 type pathStep struct {
 	parent, child *node
-	hash          uint64
 	wild          bool
 }
 
@@ -416,8 +455,7 @@ func (r *Router) Unsubscribe(client uint64, filter string) bool {
 			step.wild = true
 			n = n.wild.Load()
 		} else {
-			step.hash = r.hash(level)
-			n = n.child(step.hash, level)
+			n = sh.nodes.Load().child(n, exactHashStep(n.key, r.hash(level)), level)
 		}
 		if n == nil {
 			return false
@@ -448,7 +486,8 @@ func (r *Router) Unsubscribe(client uint64, filter string) bool {
 		if st.wild {
 			st.parent.wild.Store(nil)
 		} else {
-			st.parent.removeChild(st.hash, st.child)
+			sh.deleteNode(st.child)
+			st.parent.children--
 		}
 	}
 	return true
@@ -568,7 +607,7 @@ func (r *Router) Match(topic string, publisher uint64, online func(client uint64
 		exactHash = exactHashStep(exactHash, h)
 		m.levels = append(m.levels, topicLevel{text: level, hash: h})
 	}
-	m.publisher, m.online = publisher, online
+	m.publisher, m.online, m.plusHash = publisher, online, r.plusHash
 	sh := r.shards[m.levels[0].hash>>(64-shardBits)]
 	// The exact filter's bucket is loaded first and followed after the walk, so its
 	// cache misses overlap with the walk's instead of preceding them.
@@ -576,11 +615,11 @@ func (r *Router) Match(topic string, publisher uint64, online func(client uint64
 	if t := sh.exact.Load(); t != nil {
 		exact = t.buckets[exactHash&t.mask].Load()
 	}
-	var wildRoot *node
+	var wildShard *shard
 	if topic[0] != '$' { // [MQTT-4.7.2-1]
-		wildRoot = r.wild.root
+		wildShard = r.wild
 	}
-	m.walkLevels(sh.root, wildRoot)
+	m.walkLevels(sh, wildShard)
 	for ; exact != nil; exact = exact.next.Load() {
 		if exact.hash == exactHash && exact.filter == topic {
 			if s := exact.set.Load(); s != nil {
@@ -612,19 +651,19 @@ func (r *Router) MatchBytes(topic []byte, publisher uint64, online func(client u
 // 4.5 µs depth first, 3.3 µs breadth first, best of five on a busy machine). A '#'
 // subscription at a node matches the levels below it and, "sport/#" matching "sport",
 // the node's own level [MQTT-4.7.1-1].
-func (m *Matches) walkLevels(root *node, wildRoot *node) {
-	cur := append(m.nodes[0][:0], root)
-	if wildRoot != nil {
-		cur = append(cur, wildRoot)
+func (m *Matches) walkLevels(sh *shard, wild *shard) {
+	cur := append(m.nodes[0][:0], nodeRef{sh.root, sh.nodes.Load(), 0})
+	if wild != nil {
+		cur = append(cur, nodeRef{wild.root, wild.nodes.Load(), 0})
 	}
 	next := m.nodes[1][:0]
 	for i := 0; ; i++ {
 		if i == len(m.levels) {
-			for _, n := range cur {
-				if s := n.multi.Load(); s != nil {
+			for _, ref := range cur {
+				if s := ref.n.multi.Load(); s != nil {
 					m.collect(s)
 				}
-				if s := n.subs.Load(); s != nil {
+				if s := ref.n.subs.Load(); s != nil {
 					m.collect(s)
 				}
 			}
@@ -632,18 +671,21 @@ func (m *Matches) walkLevels(root *node, wildRoot *node) {
 		}
 		lv := &m.levels[i]
 		next = next[:0]
-		for _, n := range cur {
-			if c := n.child(lv.hash, lv.text); c != nil {
-				next = append(next, c)
+		for _, ref := range cur {
+			// The child's key comes from the key of ref, not from the node: the probe
+			// of its slot need not wait for the node to be read.
+			key := exactHashStep(ref.key, lv.hash)
+			if c := ref.t.child(ref.n, key, lv.text); c != nil {
+				next = append(next, nodeRef{c, ref.t, key})
 			}
-			if w := n.wild.Load(); w != nil {
-				next = append(next, w)
+			if w := ref.n.wild.Load(); w != nil {
+				next = append(next, nodeRef{w, ref.t, exactHashStep(ref.key, m.plusHash)})
 			}
 		}
 		// '#' matches the levels below its parent; collected after the lookups were
 		// issued so that their misses overlap.
-		for _, n := range cur {
-			if s := n.multi.Load(); s != nil {
+		for _, ref := range cur {
+			if s := ref.n.multi.Load(); s != nil {
 				m.collect(s)
 			}
 		}

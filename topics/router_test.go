@@ -130,6 +130,9 @@ func assertEmpty(t *testing.T, r *Router) {
 		if !sh.root.empty() {
 			t.Fatalf("shard %d root not empty after removing every subscription", i)
 		}
+		if sh.nodes.Load() != nil || sh.nodesLive != 0 || sh.nodesUsed != 0 {
+			t.Fatalf("shard %d node table not empty (%d nodes) after removing every subscription", i, sh.nodesLive)
+		}
 		if sh.exact.Load() != nil || sh.exactCount != 0 {
 			t.Fatalf("shard %d exact index not empty (%d filters) after removing every subscription", i, sh.exactCount)
 		}
