@@ -101,7 +101,11 @@ func (c *client) serve() {
 	}
 	c.b.stats.Connected.Add(1)
 	c.logConnected(present)
-	c.wakeWriter()
+	// CONNACK (and any resent messages) go out from this goroutine: starting a writer for
+	// them cost a goroutine start and park per connection (connection-rate profile).
+	c.writeMu.Lock()
+	c.flush(false)
+	c.writeMu.Unlock()
 	c.end(c.readLoop())
 }
 
