@@ -20,7 +20,7 @@ import (
 //
 // Invariants:
 //   - A node's key is exactHashStep(parent's key, hash of its level); a root's key is
-//     0. Keys only spread nodes over the slots: a lookup accepts a node only if its
+//     0. The key is kept in the node's slot, not in the node. Keys only spread nodes over the slots: a lookup accepts a node only if its
 //     parent pointer and level are the ones looked for.
 //   - Open addressing with linear probing. A slot is empty (nil), deleted (a node
 //     with a nil parent: sh.deleted), or holds a live node. Every probe chain ends at
@@ -69,12 +69,12 @@ func (t *nodeTable) child(parent *node, key uint64, level string) *node {
 }
 
 // insertNode publishes c, which is not in the table yet. The caller holds sh.mu.
-func (sh *shard) insertNode(c *node) {
+func (sh *shard) insertNode(c *node, key uint64) {
 	t := sh.nodes.Load()
 	if t == nil || 2*(sh.nodesUsed+1) > len(t.slots) {
 		t = sh.rebuildNodes(sh.nodesLive + 1)
 	}
-	i := c.key & t.mask
+	i := key & t.mask
 	for {
 		n := t.slots[i].node.Load()
 		if n == nil {
@@ -86,15 +86,15 @@ func (sh *shard) insertNode(c *node) {
 		}
 		i = (i + 1) & t.mask
 	}
-	t.slots[i].key.Store(c.key)
+	t.slots[i].key.Store(key)
 	t.slots[i].node.Store(c)
 	sh.nodesLive++
 }
 
-// deleteNode unpublishes c. The caller holds sh.mu.
-func (sh *shard) deleteNode(c *node) {
+// deleteNode unpublishes c, whose key is key. The caller holds sh.mu.
+func (sh *shard) deleteNode(c *node, key uint64) {
 	t := sh.nodes.Load()
-	i := c.key & t.mask
+	i := key & t.mask
 	for t.slots[i].node.Load() != c {
 		i = (i + 1) & t.mask
 	}
@@ -135,11 +135,12 @@ func (sh *shard) rebuildNodes(live int) *nodeTable {
 			if n == nil || n.parent == nil {
 				continue
 			}
-			j := n.key & t.mask
+			key := old.slots[i].key.Load()
+			j := key & t.mask
 			for t.slots[j].node.Load() != nil {
 				j = (j + 1) & t.mask
 			}
-			t.slots[j].key.Store(n.key)
+			t.slots[j].key.Store(key)
 			t.slots[j].node.Store(n)
 		}
 	}

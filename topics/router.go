@@ -135,7 +135,7 @@ type hit struct {
 type nodeRef struct {
 	n   *node
 	t   *nodeTable
-	key uint64 // n.key, known without reading n
+	key uint64 // n's key, known without reading n
 }
 
 type topicLevel struct {
@@ -170,16 +170,17 @@ type shard struct {
 }
 
 func newShard() *shard {
-	return &shard{root: newNode(nil, 0, ""), deleted: &node{}}
+	return &shard{root: newNode(nil, ""), deleted: &node{}}
 }
 
 // node is one level of a filter. Its children are in its shard's nodeTable (see
-// nodes.go), found by key, parent and level, which never change. Its other pointer
-// fields are published copy-on-write. A node is 80 bytes: a level of up to 20 bytes
-// is kept inside it, so checking a child's level costs no further cache miss (see
-// newNode).
+// nodes.go), found by key, parent and level; its key is not stored (Match and the
+// writers compute it along the path). Its other pointer fields are published
+// copy-on-write. A node is 64 bytes, the size of a cache line and of the allocator's
+// size class, so it is one aligned line: a lookup's check of parent and level, and
+// the reads of wild, multi and subs that follow, cost one miss. A level of up to 12
+// bytes is kept inside it, so that check costs no further miss (see newNode).
 type node struct {
-	key    uint64 // identifies the node in its shard's nodeTable with parent and level
 	parent *node
 	wild   atomic.Pointer[node]    // the '+' child
 	multi  atomic.Pointer[leafSet] // subscriptions of filter "<this node>/#"
@@ -187,7 +188,7 @@ type node struct {
 	level  string
 
 	children int32 // children in the nodeTable; written by the shard's writer only
-	inline   [20]byte
+	inline   [12]byte
 }
 
 // newNode makes the node of level under parent. A short level is copied into the
@@ -196,8 +197,8 @@ type node struct {
 // reading the level from the filter's memory on every lookup (measured: about a tenth
 // of a match at a million subscriptions). A longer level stays a sub-string of the
 // filter.
-func newNode(parent *node, key uint64, level string) *node {
-	n := &node{key: key, parent: parent, level: level}
+func newNode(parent *node, level string) *node {
+	n := &node{parent: parent, level: level}
 	if level != "" && len(level) <= len(n.inline) {
 		copy(n.inline[:], level)
 		n.level = unsafe.String(&n.inline[0], len(level))
@@ -301,7 +302,7 @@ func (r *Router) Subscribe(s Subscription) (replaced bool, err error) {
 	defer sh.mu.Unlock()
 
 	e := entry{client: s.Client, id: s.ID, opts: s.Options}
-	n := sh.root
+	n, key := sh.root, uint64(0)
 	var target *atomic.Pointer[leafSet]
 	if exact {
 		x := sh.findExact(exactHash, filter)
@@ -322,18 +323,19 @@ func (r *Router) Subscribe(s Subscription) (replaced bool, err error) {
 			break
 		}
 		if level == "+" {
+			key = exactHashStep(key, r.plusHash)
 			w := n.wild.Load()
 			if w == nil {
-				w = newNode(n, exactHashStep(n.key, r.plusHash), "+")
+				w = newNode(n, "+")
 				n.wild.Store(w)
 			}
 			n = w
 		} else {
-			key := exactHashStep(n.key, r.hash(level))
+			key = exactHashStep(key, r.hash(level))
 			c := sh.nodes.Load().child(n, key, level)
 			if c == nil {
-				c = newNode(n, key, level)
-				sh.insertNode(c)
+				c = newNode(n, level)
+				sh.insertNode(c, key)
 				n.children++
 			}
 			n = c
@@ -420,6 +422,7 @@ func indexClient(entries []entry, client uint64) int {
 // pathStep records how Unsubscribe reached a node, so it can prune on the way back.
 type pathStep struct {
 	parent, child *node
+	key           uint64 // the child's
 	wild          bool
 }
 
@@ -442,7 +445,7 @@ func (r *Router) Unsubscribe(client uint64, filter string) bool {
 
 	var buf [8]pathStep
 	path := buf[:0]
-	n := sh.root
+	n, key := sh.root, uint64(0)
 	var target *atomic.Pointer[leafSet]
 	for {
 		level, rest, more := cutLevel(filter)
@@ -452,15 +455,17 @@ func (r *Router) Unsubscribe(client uint64, filter string) bool {
 		}
 		step := pathStep{parent: n}
 		if level == "+" {
+			key = exactHashStep(key, r.plusHash)
 			step.wild = true
 			n = n.wild.Load()
 		} else {
-			n = sh.nodes.Load().child(n, exactHashStep(n.key, r.hash(level)), level)
+			key = exactHashStep(key, r.hash(level))
+			n = sh.nodes.Load().child(n, key, level)
 		}
 		if n == nil {
 			return false
 		}
-		step.child = n
+		step.child, step.key = n, key
 		path = append(path, step)
 		if !more {
 			target = &n.subs
@@ -486,7 +491,7 @@ func (r *Router) Unsubscribe(client uint64, filter string) bool {
 		if st.wild {
 			st.parent.wild.Store(nil)
 		} else {
-			sh.deleteNode(st.child)
+			sh.deleteNode(st.child, st.key)
 			st.parent.children--
 		}
 	}

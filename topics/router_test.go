@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 )
 
 func mustSubscribe(t testing.TB, r *Router, s Subscription) bool {
@@ -529,5 +530,12 @@ func TestRouterConcurrentStress(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Fatal(e)
+	}
+}
+
+// TestNodeIsOneCacheLine guards the layout the match path is tuned for (see node).
+func TestNodeIsOneCacheLine(t *testing.T) {
+	if size := unsafe.Sizeof(node{}); size != 64 {
+		t.Fatalf("node is %d bytes, want 64", size)
 	}
 }
