@@ -9,8 +9,8 @@
 #
 # Environment: ROUNDS (3), DURATION (5s), ROWS (all: fanin-q0 pairs-q0 pairs-q1
 # fanout-q0 latency-q1 conns connrate), MOSQ_PORT (29883), PMQ_PORT (29884),
-# BROKER_CORE (0), GEN_CORE (1), OUT (a results file under a temp dir).
-# MOCHI=1 is not supported yet: Mochi needs its own Go module under bench/.
+# BROKER_CORE (0), GEN_CORE (1), OUT (a results file under a temp dir), MOCHI=1
+# adds Mochi MQTT v2.7.9 (bench/mochi, its own Go module) on MOCHI_PORT (29885).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,9 +26,9 @@ GEN_CORE=${GEN_CORE:-1}
 WORK=$(mktemp -d -t promptmq-compare.XXXXXX)
 OUT=${OUT:-$WORK/results.jsonl}
 
-if [ "${MOCHI:-0}" = 1 ]; then
-	echo "compare.sh: MOCHI=1 is not supported yet; comparing PromptMQ and Mosquitto" >&2
-fi
+MOCHI_PORT=${MOCHI_PORT:-29885}
+BROKERS="mosquitto promptmq"
+[ "${MOCHI:-0}" = 1 ] && BROKERS="mosquitto mochi promptmq"
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
 	echo "compare.sh: installing Debian's mosquitto" >&2
 	SUDO=""
@@ -40,6 +40,9 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 echo "compare.sh: building promptmqd and the generator in $WORK" >&2
 go build -o "$WORK/promptmqd" ./cmd/promptmqd
 go build -o "$WORK/bench" ./bench
+if [ "${MOCHI:-0}" = 1 ]; then
+	(cd bench/mochi && go build -o "$WORK/mochi" .)
+fi
 
 cat >"$WORK/mosquitto.conf" <<EOF
 listener $MOSQ_PORT 127.0.0.1
@@ -53,14 +56,21 @@ EOF
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 BROKER_PID=""
+# stop_broker: SIGTERM, and SIGKILL after 5 s (Mochi's Close with 10,000 clients
+# did not return).
 stop_broker() {
 	if [ -n "$BROKER_PID" ]; then
 		kill "$BROKER_PID" 2>/dev/null || true
+		for _ in $(seq 1 50); do
+			kill -0 "$BROKER_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$BROKER_PID" 2>/dev/null || true
 		wait "$BROKER_PID" 2>/dev/null || true
 		BROKER_PID=""
 	fi
 }
-trap 'stop_broker; rm -rf "$WORK/promptmqd" "$WORK/bench"' EXIT
+trap 'stop_broker; rm -rf "$WORK/promptmqd" "$WORK/bench" "$WORK/mochi"' EXIT
 
 # wait_port PORT PID: until PORT accepts, or PID died.
 wait_port() {
@@ -95,6 +105,10 @@ launch_broker() {
 		PORT=$MOSQ_PORT
 		taskset -c "$BROKER_CORE" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
 		;;
+	mochi)
+		PORT=$MOCHI_PORT
+		taskset -c "$BROKER_CORE" "$WORK/mochi" -addr "127.0.0.1:$MOCHI_PORT" >"$WORK/mochi.log" 2>&1 &
+		;;
 	promptmq)
 		PORT=$PMQ_PORT
 		taskset -c "$BROKER_CORE" "$WORK/promptmqd" --bind "127.0.0.1:$PMQ_PORT" --data-dir "" \
@@ -127,7 +141,7 @@ echo "compare.sh: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load
 : >"$OUT"
 for round in $(seq 1 "$ROUNDS"); do
 	for row in $ROWS; do
-		for broker in mosquitto promptmq; do
+		for broker in $BROKERS; do
 			start_broker "$broker"
 			# shellcheck disable=SC2046 # the row's flags are words
 			if ! taskset -c "$GEN_CORE" "$WORK/bench" -addr "127.0.0.1:$PORT" -label "$broker" -broker-pid "$BROKER_PID" \
@@ -143,6 +157,6 @@ done
 echo
 echo "PromptMQ vs Mosquitto $("$MOSQUITTO" -h 2>/dev/null | head -n1 | awk '{print $3}'), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(date -u +%Y-%m-%d), medians of $ROUNDS rounds of $DURATION, brokers on core $BROKER_CORE, generator on core $GEN_CORE"
 echo
-"$WORK/bench" summarize "$OUT" mosquitto promptmq
+"$WORK/bench" summarize "$OUT" mosquitto promptmq $([ "${MOCHI:-0}" = 1 ] && echo mochi)
 echo
 echo "results: $OUT"

@@ -61,8 +61,9 @@ func median(v []float64) float64 {
 }
 
 // summarize reads compare.sh's results and prints the medians per row and
-// broker, the ratio candidate/baseline and whether the bar holds.
-func summarize(in io.Reader, w io.Writer, baseline, candidate string) error {
+// broker, the ratio candidate/baseline and whether the bar holds; others
+// are further brokers shown with their medians (Mochi).
+func summarize(in io.Reader, w io.Writer, baseline, candidate string, others ...string) error {
 	type cell struct {
 		values, brokerUtil, genUtil []float64
 		limited, runs               int
@@ -108,8 +109,13 @@ func summarize(in io.Reader, w io.Writer, baseline, candidate string) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("reading results: %w", err)
 	}
-	fmt.Fprintf(w, "| scenario | %s | %s | ratio | bar | met | broker CPU (%s / %s) | generator CPU, runs it limited | lost / dup / out of order |\n", baseline, candidate, baseline, candidate)
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	extraHead, extraRule := "", ""
+	for _, o := range others {
+		extraHead += " " + o + " |"
+		extraRule += "---|"
+	}
+	fmt.Fprintf(w, "| scenario | %s |%s %s | ratio | bar | met | broker CPU (%s / %s) | generator CPU, runs it limited | lost / dup / out of order |\n", baseline, extraHead, candidate, baseline, candidate)
+	fmt.Fprintln(w, "|---|---|"+extraRule+"---|---|---|---|---|---|---|")
 	var notes []string
 	for _, row := range matrix {
 		b, c := cells[row.name+"|"+baseline], cells[row.name+"|"+candidate]
@@ -140,8 +146,19 @@ func summarize(in io.Reader, w io.Writer, baseline, candidate string) error {
 		if !row.ratio {
 			barText = fmt.Sprintf("%s %g (absolute)", cmp, row.bar)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | %s | %.0f%% / %.0f%% | %.0f%% / %.0f%%, %d / %d | %d/%d/%d, %d/%d/%d |\n",
-			row.title, formatValue(bm), formatValue(cm), ratio, barText, yesNo(met),
+		extra := ""
+		for _, o := range others {
+			if oc := cells[row.name+"|"+o]; oc != nil {
+				extra += " " + formatValue(median(oc.values)) + " |"
+				if oc.lost+oc.dup+oc.ooo > 0 {
+					extra = strings.TrimSuffix(extra, " |") + fmt.Sprintf(" (lost %d, dup %d, ooo %d) |", oc.lost, oc.dup, oc.ooo)
+				}
+			} else {
+				extra += " |"
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s |%s %s | %.2fx | %s | %s | %.0f%% / %.0f%% | %.0f%% / %.0f%%, %d / %d | %d/%d/%d, %d/%d/%d |\n",
+			row.title, formatValue(bm), extra, formatValue(cm), ratio, barText, yesNo(met),
 			100*median(b.brokerUtil), 100*median(c.brokerUtil),
 			100*median(b.genUtil), 100*median(c.genUtil), b.limited, c.limited,
 			b.lost, b.dup, b.ooo, c.lost, c.dup, c.ooo)
@@ -187,15 +204,15 @@ func yesNo(b bool) string {
 	return "**no**"
 }
 
-// runSummary is `bench summarize FILE BASELINE CANDIDATE`.
+// runSummary is `bench summarize FILE BASELINE CANDIDATE [OTHER...]`.
 func runSummary(args []string) error {
-	if len(args) != 3 {
-		return fmt.Errorf("usage: bench summarize RESULTS.jsonl BASELINE-LABEL CANDIDATE-LABEL")
+	if len(args) < 3 {
+		return fmt.Errorf("usage: bench summarize RESULTS.jsonl BASELINE-LABEL CANDIDATE-LABEL [OTHER-LABEL...]")
 	}
 	f, err := os.Open(args[0])
 	if err != nil {
 		return fmt.Errorf("summarize: %w", err)
 	}
 	defer f.Close()
-	return summarize(f, os.Stdout, args[1], args[2])
+	return summarize(f, os.Stdout, args[1], args[2], args[3:]...)
 }
