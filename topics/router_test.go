@@ -256,40 +256,43 @@ func TestRouterSharedGroupsAreSeparate(t *testing.T) {
 }
 
 func TestRouterWideFanout(t *testing.T) {
-	// Enough children under one node to pass through every table kind (linear, hashed,
-	// wide) on the way up and down; removal in random order exercises the hashed
-	// table's backward-shift deletion.
-	for _, n := range []int{200, 3000} {
-		r := NewRouter(Limits{})
-		for i := range n {
-			mustSubscribe(t, r, Subscription{Client: uint64(i), Filter: fmt.Sprintf("dev/%d/temp", i)})
-		}
-		for i := range n {
-			got := match(r, fmt.Sprintf("dev/%d/temp", i), uint64(n+1), nil)
-			if len(got) != 1 || got[0].Client != uint64(i) {
-				t.Fatalf("dev/%d/temp matched %+v", i, got)
+	// Enough filters to grow the exact index ("dev/N/temp") and the node table
+	// ("dev/N/+") through several resizes on the way up and down; removal in random
+	// order exercises the deleted slots of the node table and the chain unlinking of
+	// the exact index.
+	for _, form := range []string{"dev/%d/temp", "dev/%d/+"} {
+		for _, n := range []int{200, 3000} {
+			r := NewRouter(Limits{})
+			for i := range n {
+				mustSubscribe(t, r, Subscription{Client: uint64(i), Filter: fmt.Sprintf(form, i)})
 			}
-		}
-		if got := match(r, "dev/none/temp", 0, nil); len(got) != 0 {
-			t.Fatalf("absent device matched %+v", got)
-		}
-		order := rand.New(rand.NewPCG(uint64(n), 0)).Perm(n)
-		for k, i := range order {
-			if !r.Unsubscribe(uint64(i), fmt.Sprintf("dev/%d/temp", i)) {
-				t.Fatalf("Unsubscribe dev/%d/temp failed", i)
+			for i := range n {
+				got := match(r, fmt.Sprintf("dev/%d/temp", i), uint64(n+1), nil)
+				if len(got) != 1 || got[0].Client != uint64(i) {
+					t.Fatalf("%s: dev/%d/temp matched %+v", form, i, got)
+				}
 			}
-			if k%7 == 0 || n < 1000 {
-				for _, j := range order[k+1:] {
-					if got := match(r, fmt.Sprintf("dev/%d/temp", j), 0, nil); len(got) != 1 {
-						t.Fatalf("after removing %d devices dev/%d/temp matched %+v", k+1, j, got)
-					}
-					if n >= 1000 {
-						break
+			if got := match(r, "dev/none/temp", 0, nil); len(got) != 0 {
+				t.Fatalf("%s: absent device matched %+v", form, got)
+			}
+			order := rand.New(rand.NewPCG(uint64(n), 0)).Perm(n)
+			for k, i := range order {
+				if !r.Unsubscribe(uint64(i), fmt.Sprintf(form, i)) {
+					t.Fatalf("Unsubscribe %s failed", fmt.Sprintf(form, i))
+				}
+				if k%7 == 0 || n < 1000 {
+					for _, j := range order[k+1:] {
+						if got := match(r, fmt.Sprintf("dev/%d/temp", j), 0, nil); len(got) != 1 {
+							t.Fatalf("%s: after removing %d devices dev/%d/temp matched %+v", form, k+1, j, got)
+						}
+						if n >= 1000 {
+							break
+						}
 					}
 				}
 			}
+			assertEmpty(t, r)
 		}
-		assertEmpty(t, r)
 	}
 }
 
