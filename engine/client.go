@@ -225,9 +225,6 @@ func (c *client) readLoop() error {
 		}
 		fh, body, err := c.reader.ReadPacket()
 		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return err
-			}
 			return err
 		}
 		c.b.stats.PacketsReceived.Add(1)

@@ -25,6 +25,13 @@ func testBroker(t testing.TB, edit func(*conf.Config)) (*Broker, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, serveTestBroker(t, b)
+}
+
+// serveTestBroker opens b's listeners, serves until the test ends, and returns the MQTT
+// address. Cleanups registered before it run after the broker has stopped.
+func serveTestBroker(t testing.TB, b *Broker) string {
+	t.Helper()
 	if err := b.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +50,7 @@ func testBroker(t testing.TB, edit func(*conf.Config)) (*Broker, string) {
 			t.Errorf("broker did not stop:\n%s", buf[:runtime.Stack(buf, true)])
 		}
 	})
-	return b, b.Addrs()[0].String()
+	return b.Addrs()[0].String()
 }
 
 // received collects the PUBLISH packets a paho.golang client receives.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,26 +43,8 @@ func instrumentedBroker(t *testing.T, edit func(*conf.Config)) (*Broker, string,
 		t.Fatal(err)
 	}
 	go srv.Serve()
-	if err := b.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		b.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			buf := make([]byte, 1<<20)
-			t.Errorf("broker did not stop:\n%s", buf[:runtime.Stack(buf, true)])
-		}
-		srv.Shutdown(context.Background())
-	})
-	return b, b.Addrs()[0].String(), "http://" + srv.Addr().String()
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return b, serveTestBroker(t, b), "http://" + srv.Addr().String()
 }
 
 // scrape fetches the exposition and parses its samples by series (`name{labels}`).
