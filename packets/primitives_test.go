@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -416,6 +417,71 @@ func TestResetEveryProperty(t *testing.T) {
 		p.Reset()
 		if !equalLoose(p, Properties{}) {
 			t.Fatalf("%s: Reset left %+v", id, p)
+		}
+	}
+}
+
+// referenceFilterCheck is topicFilterCheck written the plain way, one rule
+// after another over every byte; the word-at-a-time version must agree with
+// it on every input, reason code included.
+func referenceFilterCheck(b []byte) ReasonCode {
+	if len(b) == 0 {
+		return TopicFilterInvalid
+	}
+	if !ValidUTF8String(b) {
+		return MalformedPacket
+	}
+	for i, c := range b {
+		switch c {
+		case '#':
+			if i != len(b)-1 || (i > 0 && b[i-1] != '/') {
+				return TopicFilterInvalid
+			}
+		case '+':
+			if (i > 0 && b[i-1] != '/') || (i < len(b)-1 && b[i+1] != '/') {
+				return TopicFilterInvalid
+			}
+		}
+	}
+	return 0
+}
+
+// TestTopicFilterCheckMatchesReference compares every string of up to 6
+// bytes over an alphabet with each byte class the scan treats apart (NUL,
+// '+', '#', '/', '*' which differs from '+' in bit 3 only, ASCII, a lead
+// and a continuation byte of UTF-8), then longer random strings where the
+// special bytes fall on every word position, including the overlap of the
+// last word.
+func TestTopicFilterCheckMatchesReference(t *testing.T) {
+	alphabet := []byte{0, '+', '#', '/', '*', 'a', 0xC3, 0xA9}
+	buf := make([]byte, 0, 6)
+	var walk func()
+	walk = func() {
+		if got, want := topicFilterCheck(buf), referenceFilterCheck(buf); got != want {
+			t.Fatalf("topicFilterCheck(%q) = %v, want %v", buf, got, want)
+		}
+		if len(buf) == cap(buf) {
+			return
+		}
+		for _, c := range alphabet {
+			buf = append(buf, c)
+			walk()
+			buf = buf[:len(buf)-1]
+		}
+	}
+	walk()
+	rng := rand.New(rand.NewPCG(1, 2))
+	long := make([]byte, 40)
+	for range 200000 {
+		b := long[:8+rng.IntN(33)]
+		for i := range b {
+			b[i] = "abc/"[rng.IntN(4)]
+		}
+		for range 1 + rng.IntN(3) {
+			b[rng.IntN(len(b))] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if got, want := topicFilterCheck(b), referenceFilterCheck(b); got != want {
+			t.Fatalf("topicFilterCheck(%q) = %v, want %v", b, got, want)
 		}
 	}
 }

@@ -286,9 +286,16 @@ const (
 // (after resetting it) and returns the index after the block. allowed is one
 // of the *Props masks above; what names the packet for error messages.
 func readProperties(p *Properties, b []byte, i int, allowed uint64, what string) (int, error) {
-	n, i, err := readVarint(b, i, true, "property length")
-	if err != nil {
-		return i, inPacket(err, what)
+	var n int
+	if i >= 0 && i < len(b) && b[i] < 0x80 {
+		// A block under 128 bytes, nearly every one: its length is one
+		// byte, read here without the call.
+		n, i = int(b[i]), i+1
+	} else {
+		var err error
+		if n, i, err = readVarint(b, i, true, "property length"); err != nil {
+			return i, inPacket(err, what)
+		}
 	}
 	if n > len(b)-i {
 		return i, malformed("%s: property length %d exceeds the %d bytes left", what, n, len(b)-i)
@@ -403,7 +410,12 @@ func (p *Properties) decode(b []byte, allowed uint64, what string) error {
 			p.AuthData, i, ok = readBinary(b, i)
 		case PropSubscriptionID:
 			var v int
-			if v, i, err = readVarint(b, i, true, "value"); err == nil {
+			if i < len(b) && b[i] < 0x80 {
+				v, i = int(b[i]), i+1 // one byte: identifiers 1..127, the common case
+			} else {
+				v, i, err = readVarint(b, i, true, "value")
+			}
+			if err == nil {
 				if v == 0 {
 					return protocolErr("%s: Subscription Identifier of 0", what) // 3.3.2.3.8, 3.8.2.1.2
 				}

@@ -1,6 +1,6 @@
 module github.com/x0a1b/promptmq/bench/codec
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/eclipse/paho.golang v0.23.0
