@@ -46,8 +46,10 @@ type client struct {
 	requestProblemInfo bool
 	// who is the identity CONNECT authenticated, for the ACL.
 	who identity
-	// pendingAcks counts acknowledgements waiting for the store (see ackPublish).
+	// pendingAcks counts this client's publishes waiting for the store (see ackPublish).
 	pendingAcks atomic.Int32
+	// storeFailed: a store write the reader waits for failed (see awaitStore).
+	storeFailed atomic.Bool
 	// storeUpdates is the writer's scratch for delivery rows changed by sending.
 	storeUpdates []storeUpdate
 

@@ -137,6 +137,13 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 		c.refuse(c.version, packets.ServerUnavailable)
 		return false, false
 	}
+	if e.durable.Load() && !c.awaitStore() {
+		// The session row did not commit: a CONNACK would promise a session that a restart
+		// forgets. Gone as after a DISCONNECT (no will); the client may try again.
+		c.b.detach(c, true)
+		c.refuse(c.version, packets.ServerUnavailable)
+		return false, false
+	}
 	if c.version != packets.V5 && p.CleanStart {
 		present = false
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"unicode/utf8"
 
 	"github.com/x0a1b/promptmq/packets"
@@ -112,12 +113,16 @@ func (c *client) onPublish(p *packets.Publish) error {
 	}
 	start := now()
 	msg := c.b.messages.Get(p, topic, e.s.Key, start, c.maxMessageExpiry())
-	work := c.b.route(msg, &c.matches)
+	// Messages of this client still waiting for the store are forwarded first [MQTT-4.6.0-6].
+	work := c.b.routeBehind(msg, &c.matches, c.pendingAcks.Load() > 0)
 	c.b.routed(start, &c.matches)
 	msg.Release() // the creator's reference; queues hold their own
 	switch p.QoS {
 	case 0:
 		if work != nil {
+			// Counted like an ack, so that the next message of this client waits behind it.
+			c.pendingAcks.Add(1)
+			work.finish = func(bool) { c.pendingAcks.Add(-1) }
 			work.done(nil)
 		}
 	case 1:
@@ -262,12 +267,20 @@ func (c *client) onSubscribe(p *packets.Subscribe) error {
 	}
 	suback := packets.Suback{Version: c.version, PacketID: p.PacketID, Reasons: make([]packets.ReasonCode, 0, len(p.Subscriptions))}
 	var wanted []retainedWanted
+	var stored storedFilters
 	for i := range p.Subscriptions {
-		code, err := c.subscribeOne(&p.Subscriptions[i], subID, &wanted)
+		before := len(stored.subs)
+		code, err := c.subscribeOne(&p.Subscriptions[i], subID, &wanted, &stored)
 		if err != nil {
 			return err
 		}
+		if len(stored.subs) > before {
+			stored.index = append(stored.index, i)
+		}
 		suback.Reasons = append(suback.Reasons, code)
+	}
+	if len(stored.subs) > 0 {
+		wanted = c.awaitSubscriptions(&stored, suback.Reasons, wanted)
 	}
 	c.e.mu.Lock()
 	c.ctrl = suback.Append(c.ctrl) // SUBACK precedes the retained messages [MQTT-3.8.4-1]
@@ -279,9 +292,50 @@ func (c *client) onSubscribe(p *packets.Subscribe) error {
 	return nil
 }
 
+// storedFilters are the subscriptions of one SUBSCRIBE to write to the store, with their index
+// in the packet and whether the write failed (set by the store's writer before awaitStore
+// returns).
+type storedFilters struct {
+	subs   []session.Subscription
+	index  []int
+	failed []bool
+}
+
+// awaitSubscriptions waits until the rows of stored committed, so a SUBACK never grants a
+// subscription a restart forgets. A filter whose row failed is removed again and answered
+// 0x80 (Unspecified error; a 3.x SUBACK's Failure), and gets no retained messages. It returns
+// wanted without those filters.
+func (c *client) awaitSubscriptions(stored *storedFilters, reasons []packets.ReasonCode, wanted []retainedWanted) []retainedWanted {
+	stored.failed = make([]bool, len(stored.subs))
+	e := c.e
+	for k, sub := range stored.subs {
+		c.b.saveSubscriptionThen(e.s.ClientID, sub, func(err error) {
+			if err != nil {
+				c.b.logStoreError("save subscription")(err)
+				stored.failed[k] = true
+			}
+		})
+	}
+	c.awaitStore()
+	for k, sub := range stored.subs {
+		if !stored.failed[k] {
+			continue
+		}
+		filter := sub.Filter
+		e.mu.Lock()
+		delete(e.s.Subscriptions, filter)
+		c.b.router.Unsubscribe(e.s.Key, filter)
+		e.mu.Unlock()
+		reasons[stored.index[k]] = packets.UnspecifiedError
+		wanted = slices.DeleteFunc(wanted, func(w retainedWanted) bool { return w.filter == filter })
+	}
+	return wanted
+}
+
 // subscribeOne handles one filter of a SUBSCRIBE and returns its reason code (a 3.x SUBACK
-// knows only the granted QoS and 0x80).
-func (c *client) subscribeOne(s *packets.Subscription, subID uint32, wanted *[]retainedWanted) (packets.ReasonCode, error) {
+// knows only the granted QoS and 0x80). A filter of a durable session is added to stored;
+// its row is written by the caller.
+func (c *client) subscribeOne(s *packets.Subscription, subID uint32, wanted *[]retainedWanted, stored *storedFilters) (packets.ReasonCode, error) {
 	cfg := &c.b.cfg.MQTT
 	filter := string(s.Filter)
 	fail := func(code packets.ReasonCode) (packets.ReasonCode, error) {
@@ -327,7 +381,7 @@ func (c *client) subscribeOne(s *packets.Subscription, subID uint32, wanted *[]r
 		return fail(packets.TopicFilterInvalid)
 	}
 	if e.durable.Load() {
-		c.b.saveSubscription(e.s.ClientID, session.Subscription{Filter: filter, Options: opts, ID: subID})
+		stored.subs = append(stored.subs, session.Subscription{Filter: filter, Options: opts, ID: subID})
 	}
 	// Retain Handling: 0 sends retained messages, 1 only for a new subscription, 2 never; a
 	// shared subscription never gets them [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].

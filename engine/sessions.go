@@ -87,9 +87,10 @@ func (b *Broker) attach(c *client, id string, cleanStart bool, expiry uint32, wi
 		e.mu.Unlock()
 		switch {
 		case durable:
-			b.saveSession(id, expiry, 0, will)
+			// c's CONNACK waits for these (connect, awaitStore).
+			b.saveSessionThen(id, expiry, 0, will, c.watchStore("save session"))
 			for _, s := range subs {
-				b.saveSubscription(id, s)
+				b.saveSubscriptionThen(id, s, c.watchStore("save subscription"))
 			}
 		case wasDurable:
 			b.deleteSession(id)
@@ -241,15 +242,16 @@ func (b *Broker) publishWill(w *session.Will) {
 // message has durable effects it submits them first and returns their work, on which the
 // caller sets finish (the publisher's ack) and then calls done(nil); otherwise it returns nil.
 func (b *Broker) route(msg *session.Message, m *topics.Matches) *durableWork {
-	if msg.Retain {
-		if len(msg.Payload) == 0 {
-			b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
-		} else {
-			// The index keeps a copy outside the pool: it has no moment to release it.
-			pinned := msg.Pinned()
-			b.retained.Set(pinned.Topic, pinned, pinned.Size()) // [MQTT-3.3.1-5]
-		}
-	}
+	return b.routeBehind(msg, m, false)
+}
+
+// routeBehind is route for a publisher that may still have messages waiting for the store:
+// with behind set, msg waits for them (a store Barrier) even when it has no durable effect
+// of its own, so it reaches no subscriber before them. A message that waits for the store
+// reaches the subscribers and the retained index only once its rows committed, and never
+// when they failed: its publisher is then refused, and a refused PUBLISH must not have been
+// forwarded (DESIGN.md, step 8; store.go).
+func (b *Broker) routeBehind(msg *session.Message, m *topics.Matches, behind bool) *durableWork {
 	m.Reset()
 	b.router.Match(msg.Topic, msg.Publisher, b.online, m)
 	b.keepReaders(m, msg.Topic) // a subscription wider than the ACL gets only what it allows
@@ -271,6 +273,21 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) *durableWork {
 		}
 		work = b.persistRoute(msg, rows)
 	}
+	if work == nil && behind {
+		work = b.waitBehind(msg)
+	}
+	b.routeNow(msg, m, work)
+	return work
+}
+
+// routeNow updates the retained index and queues msg for m's deliveries, or, with work set,
+// leaves both to work's completion (store.go, durableWork).
+func (b *Broker) routeNow(msg *session.Message, m *topics.Matches, work *durableWork) {
+	if work != nil {
+		work.retain = msg.Retain
+	} else if msg.Retain {
+		b.retainNow(msg)
+	}
 	for i := range m.Deliveries {
 		d := &m.Deliveries[i]
 		e := b.registry.get(d.Client)
@@ -281,9 +298,24 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) *durableWork {
 		// Retain As Published keeps the flag; otherwise a forwarded message has it clear
 		// [MQTT-3.3.1-12] [MQTT-3.3.1-13].
 		retain := msg.Retain && d.RetainAsPublished
-		b.deliver(e, session.Outgoing{Message: msg, QoS: qos, Retain: retain, SubscriptionIDs: cloneIDs(d.IDs)})
+		o := session.Outgoing{Message: msg, QoS: qos, Retain: retain, SubscriptionIDs: cloneIDs(d.IDs)}
+		if work != nil {
+			work.later = append(work.later, heldDelivery{e: e, o: o})
+			continue
+		}
+		b.deliver(e, o)
 	}
-	return work
+}
+
+// retainNow makes msg the retained message of its topic, or removes it for an empty payload.
+func (b *Broker) retainNow(msg *session.Message) {
+	if len(msg.Payload) == 0 {
+		b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
+		return
+	}
+	// The index keeps a copy outside the pool: it has no moment to release it.
+	pinned := msg.Pinned()
+	b.retained.Set(pinned.Topic, pinned, pinned.Size()) // [MQTT-3.3.1-5]
 }
 
 // cloneIDs copies subscription identifiers out of the router's scratch; most deliveries have

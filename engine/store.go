@@ -160,24 +160,77 @@ func storedMessage(msg *session.Message, created int64) *persist.Message {
 	}
 }
 
-// durableWork counts the store operations a PUBLISH waits for, then runs its completion once.
+// durableWork is a PUBLISH waiting for the store: it counts the operations still to complete,
+// then, once, forwards the message (retained index, deliveries) unless a write failed, and runs
+// the publisher's completion (its ack or refusal).
+//
+// Design: the message reaches nobody before its durable effects committed, so a refused
+// PUBLISH was never forwarded; the cost is one group commit of latency for online subscribers
+// of messages that have a durable effect. Rejected: forwarding at once and acknowledging after
+// the commit (the first integration), where a failed write left online subscribers holding a
+// message its publisher was told was refused and would send again.
 type durableWork struct {
 	left   atomic.Int32
 	failed atomic.Bool
+	b      *Broker
 	msg    *session.Message
 	finish func(failed bool)
+	// retain says the retained index takes msg at completion (route).
+	retain bool
+	// later are the deliveries queued at completion; first is their storage for the common
+	// single subscriber, so that case allocates no slice.
+	later []heldDelivery
+	first [1]heldDelivery
+}
+
+// heldDelivery is one delivery of a message waiting for the store.
+type heldDelivery struct {
+	e *entry
+	o session.Outgoing
 }
 
 func (w *durableWork) done(err error) {
 	if err != nil {
 		w.failed.Store(true)
 	}
-	if w.left.Add(-1) == 0 {
-		w.msg.Release()
-		if w.finish != nil {
-			w.finish(w.failed.Load())
+	if w.left.Add(-1) != 0 {
+		return
+	}
+	failed := w.failed.Load()
+	if !failed {
+		if w.retain {
+			w.b.retainNow(w.msg)
+		}
+		for i := range w.later {
+			w.b.deliver(w.later[i].e, w.later[i].o)
 		}
 	}
+	clear(w.later) // the message and entries may go before the work does
+	w.msg.Release()
+	if w.finish != nil {
+		w.finish(failed)
+	}
+}
+
+// newWork returns the work of msg waiting for ops store operations, holding msg until it is
+// done. One more count is the caller's: it sets finish, then calls done(nil), so finish can
+// never run before it is set.
+func (b *Broker) newWork(msg *session.Message, ops int32) *durableWork {
+	w := &durableWork{b: b, msg: msg}
+	w.later = w.first[:0]
+	msg.Hold() // the stored form aliases the message, and the deliveries wait with it
+	w.left.Store(ops + 1)
+	return w
+}
+
+// waitBehind returns the work of a message with no durable effect of its own that must still
+// wait for every store operation submitted before it (a Barrier): its publisher has earlier
+// messages waiting for the disk, and messages of one client are forwarded in the order they
+// were received [MQTT-4.6.0-6].
+func (b *Broker) waitBehind(msg *session.Message) *durableWork {
+	w := b.newWork(msg, 1)
+	b.store.Barrier(w.done)
+	return w
 }
 
 // persistRoute submits the durable effects of msg: its retained state and a delivery row for
@@ -188,8 +241,6 @@ func (b *Broker) persistRoute(msg *session.Message, deliveries []persist.Deliver
 	if len(deliveries) == 0 && !retained {
 		return nil
 	}
-	w := &durableWork{msg: msg}
-	msg.Hold() // the stored form aliases the message until the writer is done with it
 	t := now()
 	if len(deliveries) > 0 {
 		msg.StoreID = b.store.NextMessageID()
@@ -201,9 +252,7 @@ func (b *Broker) persistRoute(msg *session.Message, deliveries []persist.Deliver
 	if retained {
 		ops++
 	}
-	// One more count is the caller's: it sets finish, then calls done(nil), so finish can
-	// never run before it is set.
-	w.left.Store(ops + 1)
+	w := b.newWork(msg, ops)
 	if len(deliveries) > 0 {
 		b.store.AddDeliveries(storedMessage(msg, t), deliveries, w.done)
 	}
@@ -230,14 +279,46 @@ func (b *Broker) logStoreError(what string) func(error) {
 // saveSession writes the session row of a durable session: its expiry, the deadline (0 while
 // connected) and the will still pending.
 func (b *Broker) saveSession(clientID string, expiry uint32, expiresAt int64, will *session.Will) {
+	b.saveSessionThen(clientID, expiry, expiresAt, will, b.logStoreError("save session"))
+}
+
+// saveSessionThen is saveSession calling done with the outcome.
+func (b *Broker) saveSessionThen(clientID string, expiry uint32, expiresAt int64, will *session.Will, done func(error)) {
 	if !b.durable {
+		done(nil)
 		return
 	}
 	ps := &persist.Session{ClientID: clientID, Expiry: expiry, ExpiresAt: expiresAt}
 	if will != nil {
 		ps.Will = &persist.Will{Message: *storedMessage(will.Message, now()), Delay: will.Delay}
 	}
-	b.store.SaveSession(ps, b.logStoreError("save session"))
+	b.store.SaveSession(ps, done)
+}
+
+// watchStore returns the callback of a store operation whose outcome c's reader waits for
+// before it answers (see awaitStore): a failure is logged and remembered.
+func (c *client) watchStore(what string) func(error) {
+	logged := c.b.logStoreError(what)
+	return func(err error) {
+		if err != nil {
+			logged(err)
+			c.storeFailed.Store(true)
+		}
+	}
+}
+
+// awaitStore blocks c's reader until every store operation submitted so far has completed,
+// and reports whether those given watchStore callbacks all committed (it then forgets their
+// failures). CONNACK and SUBACK of a durable session wait so: they promise a session and
+// subscriptions a restart must not forget. The reader holds no lock while it waits (the
+// writer's callbacks take entry locks), and it reads no packet meanwhile, so nothing it
+// sends later can overtake the answer; acks of earlier publishes, queued by callbacks
+// before the Barrier's, stay ahead of it.
+func (c *client) awaitStore() bool {
+	committed := make(chan struct{})
+	c.b.store.Barrier(func(error) { close(committed) })
+	<-committed
+	return !c.storeFailed.Swap(false)
 }
 
 func (b *Broker) deleteSession(clientID string) {
@@ -275,6 +356,11 @@ func subscription(key uint64, filter string, opts topics.SubOptions, id uint32) 
 
 // saveSubscription stores one filter of a durable session.
 func (b *Broker) saveSubscription(clientID string, s session.Subscription) {
+	b.saveSubscriptionThen(clientID, s, b.logStoreError("save subscription"))
+}
+
+// saveSubscriptionThen is saveSubscription calling done with the outcome.
+func (b *Broker) saveSubscriptionThen(clientID string, s session.Subscription, done func(error)) {
 	b.store.SaveSubscription(persist.Subscription{ClientID: clientID, Filter: s.Filter, QoS: s.Options.QoS, NoLocal: s.Options.NoLocal,
-		RetainAsPublished: s.Options.RetainAsPublished, RetainHandling: s.Options.RetainHandling, ID: s.ID}, b.logStoreError("save subscription"))
+		RetainAsPublished: s.Options.RetainAsPublished, RetainHandling: s.Options.RetainHandling, ID: s.ID}, done)
 }

@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+
 	"github.com/x0a1b/promptmq/packets"
 	"github.com/x0a1b/promptmq/persist"
 )
@@ -157,3 +160,125 @@ func fillDisk(t *testing.T, path string) {
 }
 
 func lastLine(s string) string { return s[strings.LastIndexByte(s, '\n')+1:] }
+
+// A write the store refuses is never answered as a success, and what it promised is not
+// done: a QoS 1 publish whose delivery row fails gets 0x80 and reaches no subscriber, not
+// even an online one that needs no row; a SUBSCRIBE whose row fails gets 0x80; a CONNECT
+// whose session row fails gets 0x88 (Server unavailable) instead of a CONNACK that promises
+// a session. The failures come from triggers added to the database while the broker is down,
+// so they hit exactly the rows the test names.
+func TestRefusedWritesAreNotForwarded(t *testing.T) {
+	dir := t.TempDir()
+	broker := startBroker(t, "127.0.0.1:0", durableArgs(dir)...)
+	offline, err := dialMQTT(broker.addr, "offline-subscriber", true, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, filter := range []string{"refused/#", "kept/#"} {
+		if err := offline.subscribe(filter, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offline.disconnect()
+	if err := broker.stop(); err != nil {
+		t.Fatal(err)
+	}
+	injectWriteFailures(t, filepath.Join(dir, persist.DatabaseFile),
+		`CREATE TRIGGER fail_delivery BEFORE INSERT ON deliveries WHEN NEW.topic LIKE 'refused/%'
+			BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;`,
+		`CREATE TRIGGER fail_subscription BEFORE INSERT ON subscriptions WHEN NEW.filter LIKE 'refused/%'
+			BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;`,
+		`CREATE TRIGGER fail_session BEFORE INSERT ON sessions WHEN NEW.client_id LIKE 'refused-%'
+			BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;`)
+	broker = startBroker(t, "127.0.0.1:0", durableArgs(dir)...)
+
+	online, err := dialMQTT(broker.addr, "online-subscriber", true, 0) // no row of its own
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer online.disconnect()
+	for _, filter := range []string{"refused/#", "kept/#"} {
+		if err := online.subscribe(filter, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, err := dialMQTT(broker.addr, "publisher", true, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.disconnect()
+	publish := func(topic string) packets.ReasonCode {
+		t.Helper()
+		var reason packets.ReasonCode
+		if err := pub.publishPipelined(1, 1, false, fixedTopic(topic), seqPayload(16), func(a ackResult) { reason = a.reason }); err != nil {
+			t.Fatalf("publish %s: %v", topic, err)
+		}
+		return reason
+	}
+	if r := publish("refused/1"); r != packets.UnspecifiedError {
+		t.Fatalf("publish whose delivery row failed: reason %v, want 0x80", r)
+	}
+	if r := publish("kept/1"); r != packets.Success {
+		t.Fatalf("publish after the failure: reason %v", r)
+	}
+	// Messages of one publisher arrive in order, so the first PUBLISH the online subscriber
+	// sees tells whether the refused one was forwarded.
+	for {
+		typ, err := online.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ != packets.TypePublish {
+			continue
+		}
+		if got := string(online.pkt.Publish.Topic); got != "kept/1" {
+			t.Fatalf("online subscriber got %q first: a refused publish was forwarded", got)
+		}
+		break
+	}
+
+	durable, err := dialMQTT(broker.addr, "durable-subscriber", true, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer durable.disconnect()
+	if err := durable.subscribe("refused/x", 1); err == nil || !strings.Contains(err.Error(), "SUBACK") {
+		t.Fatalf("SUBSCRIBE whose row failed: %v, want a SUBACK with 0x80", err)
+	} else if reasons := durable.pkt.Suback.Reasons; len(reasons) != 1 || reasons[0] != packets.UnspecifiedError {
+		t.Fatalf("SUBACK %v, want [0x80]", reasons)
+	}
+	if err := durable.subscribe("kept/x", 1); err != nil {
+		t.Fatalf("SUBSCRIBE after the failure: %v", err)
+	}
+
+	if c, err := dialMQTT(broker.addr, "refused-session", true, 3600); err == nil {
+		c.disconnect()
+		t.Fatal("CONNECT whose session row failed was accepted")
+	} else if !strings.Contains(err.Error(), packets.ServerUnavailable.String()) {
+		t.Fatalf("CONNECT whose session row failed: %v, want CONNACK %v", err, packets.ServerUnavailable)
+	}
+	if c, err := dialMQTT(broker.addr, "refused-but-clean", true, 0); err != nil {
+		t.Fatalf("a session the store does not keep needs no row: %v", err)
+	} else {
+		c.disconnect()
+	}
+	if err := broker.stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+// injectWriteFailures runs the statements (triggers that fail chosen writes) on the database
+// file of a stopped broker.
+func injectWriteFailures(t *testing.T, file string, statements ...string) {
+	t.Helper()
+	conn, err := sqlite.OpenConn(file, sqlite.OpenReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range statements {
+		if err := sqlitex.ExecuteTransient(conn, q, nil); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
