@@ -119,9 +119,10 @@ func (b *Broker) openStore() error {
 func (b *Broker) indexRetained(built <-chan []*session.Message, done chan<- struct{}) {
 	defer close(done)
 	for msgs := range built {
-		for _, msg := range msgs {
-			b.retained.Set(msg.Topic, msg, msg.Size())
-		}
+		// Rows come in topic order: SetAll appends where Set would search.
+		b.retained.SetAll(len(msgs), func(i int) (string, *session.Message, int) {
+			return msgs[i].Topic, msgs[i], msgs[i].Size()
+		})
 	}
 }
 

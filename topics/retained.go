@@ -49,16 +49,49 @@ func (n *rnode[M]) find(level string) (int, bool) {
 func (r *Retained[M]) Set(topic string, msg M, size int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.setLocked(topic, msg, size, nil)
+}
+
+// SetAll stores n messages as Set would, item(i) giving the i-th, under one lock. It is the
+// load path of recovery: for items in topic order every level continues or extends the last
+// branch, so each is an append, and the nodes come from slabs, not one allocation each.
+// Any order is correct; topic order is what makes it fast.
+func (r *Retained[M]) SetAll(n int, item func(i int) (topic string, msg M, size int)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var slab nodeSlab[M]
+	for i := range n {
+		topic, msg, size := item(i)
+		r.setLocked(topic, msg, size, &slab)
+	}
+}
+
+// nodeSlab hands out trie nodes from chunks: a bulk load allocates a chunk per
+// nodeSlabSize nodes. A chunk lives while any of its nodes does; retained messages are
+// long-lived, and deleted ones leave at most a chunk's worth behind.
+type nodeSlab[M any] struct{ free []rnode[M] }
+
+const nodeSlabSize = 256
+
+func (s *nodeSlab[M]) node(level string) *rnode[M] {
+	if s == nil {
+		return &rnode[M]{level: level}
+	}
+	if len(s.free) == 0 {
+		s.free = make([]rnode[M], nodeSlabSize)
+	}
+	n := &s.free[0]
+	s.free = s.free[1:]
+	n.level = level
+	return n
+}
+
+func (r *Retained[M]) setLocked(topic string, msg M, size int, slab *nodeSlab[M]) {
 	n := &r.root
 	for rest, more := topic, true; more; {
 		var level string
 		level, rest, more = cutLevel(rest)
-		i, found := n.find(level)
-		if !found {
-			c := &rnode[M]{level: level}
-			n.children = slices.Insert(n.children, i, c)
-		}
-		n = n.children[i]
+		n = n.child(level, slab)
 	}
 	if n.has {
 		r.bytes -= int64(n.size)
@@ -67,6 +100,30 @@ func (r *Retained[M]) Set(topic string, msg M, size int) {
 	}
 	n.topic, n.msg, n.size, n.has = topic, msg, size, true
 	r.bytes += int64(size)
+}
+
+// child returns n's child for level, adding it when absent. The last child is tried before
+// the binary search: input in topic order continues or extends the last branch at every
+// level, so a sorted load appends (recovery's index insert was 0.58 us per message with a
+// search per level). Topic byte order is not always level order ("a-b/x" sorts before
+// "a/x", the level "a" before "a-b"); such a level takes the search.
+func (n *rnode[M]) child(level string, slab *nodeSlab[M]) *rnode[M] {
+	if k := len(n.children); k > 0 {
+		last := n.children[k-1]
+		switch cmp := strings.Compare(last.level, level); {
+		case cmp == 0:
+			return last
+		case cmp < 0:
+			c := slab.node(level)
+			n.children = append(n.children, c)
+			return c
+		}
+	}
+	i, found := n.find(level)
+	if !found {
+		n.children = slices.Insert(n.children, i, slab.node(level))
+	}
+	return n.children[i]
 }
 
 // Get returns the retained message of topic.

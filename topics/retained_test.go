@@ -152,3 +152,69 @@ func TestRetainedConcurrent(t *testing.T) {
 		t.Fatalf("Visit found %d messages, Len says %d", n, r.Len())
 	}
 }
+
+// SetAll in any order, topic order included (where byte order and level order differ, as for
+// "a-b" and "a/b"), builds the same index as Set.
+func TestRetainedSetAllMatchesSet(t *testing.T) {
+	topics := []string{"a", "a/b", "a-b/c", "a/b/c", "a!/x", "a.b", "b/+x", "$SYS/x", "a/b/d", "a/c", "/", "//a", "a/"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 20 {
+		order := slices.Clone(topics)
+		if round == 0 {
+			slices.Sort(order)
+		} else {
+			rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		bulk, one := NewRetained[string](), NewRetained[string]()
+		bulk.SetAll(len(order), func(i int) (string, string, int) { return order[i], "m:" + order[i], len(order[i]) })
+		for _, topic := range order {
+			one.Set(topic, "m:"+topic, len(topic))
+		}
+		if bulk.Len() != one.Len() || bulk.Bytes() != one.Bytes() {
+			t.Fatalf("order %v: SetAll Len %d Bytes %d, Set Len %d Bytes %d", order, bulk.Len(), bulk.Bytes(), one.Len(), one.Bytes())
+		}
+		for _, filter := range []string{"#", "a/#", "+/+", "a/+/c", "+", "$SYS/#", "/#", "a-b/c"} {
+			if got, want := visitTopics(bulk, filter), visitTopics(one, filter); !slices.Equal(got, want) {
+				t.Fatalf("order %v, filter %q: SetAll visits %v, Set %v", order, filter, got, want)
+			}
+		}
+		for _, topic := range order {
+			if !bulk.Delete(topic) {
+				t.Fatalf("Delete(%q) after SetAll found nothing", topic)
+			}
+		}
+		if bulk.Len() != 0 || len(bulk.root.children) != 0 {
+			t.Fatalf("not empty after deleting all: Len %d", bulk.Len())
+		}
+	}
+}
+
+// BenchmarkRetainedLoad loads 100,000 topics in topic order, shaped as the recovery test's
+// (retained/<publisher>/<n>: wide last levels), as recovery does: SetAll (appends, nodes
+// from slabs) against Set one by one.
+func BenchmarkRetainedLoad(b *testing.B) {
+	const n = 100_000
+	topics := make([]string, n)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("retained/%d/%d", i%4, i/4)
+	}
+	slices.Sort(topics)
+	b.Run("SetAll", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := NewRetained[int]()
+			r.SetAll(n, func(i int) (string, int, int) { return topics[i], i, 64 })
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
+	})
+	b.Run("Set", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := NewRetained[int]()
+			for i, topic := range topics {
+				r.Set(topic, i, 64)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
+	})
+}
