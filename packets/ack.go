@@ -1,5 +1,7 @@
 package packets
 
+import "encoding/binary"
+
 // Ack is a PUBACK, PUBREC, PUBREL or PUBCOMP packet [MQTT-3.4..3.7]; Type
 // tells which.
 type Ack struct {
@@ -76,20 +78,29 @@ func ackFlags(t Type) byte {
 
 // Append appends the acknowledgement. 5.0 uses the shortest form: 2 bytes
 // for Success without properties, 3 bytes for a reason without properties.
+//
+// An acknowledgement goes out for nearly every QoS 1 and 2 message, nearly
+// always without properties, so that case asks only whether any property
+// would be written (wireBits, inlined) rather than sizing the block (Len, a
+// call and a loop), and stores the header, length and packet identifier as
+// one big-endian word. The rare case with properties is a separate function
+// so that this one keeps a small frame.
 func (a *Ack) Append(dst []byte) []byte {
-	first := byte(a.Type)<<4 | ackFlags(a.Type)
-	if a.Version != V5 {
-		return append(dst, first, 2, byte(a.PacketID>>8), byte(a.PacketID))
+	if a.Version == V5 && a.Properties.wireBits() != 0 {
+		return a.appendWithProperties(dst)
 	}
+	word := uint32(byte(a.Type)<<4|ackFlags(a.Type))<<24 | uint32(a.PacketID)
+	if a.Version != V5 || a.Reason == Success {
+		return binary.BigEndian.AppendUint32(dst, word|2<<16)
+	}
+	return append(binary.BigEndian.AppendUint32(dst, word|3<<16), byte(a.Reason))
+}
+
+// appendWithProperties is Append for a 5.0 acknowledgement with properties.
+func (a *Ack) appendWithProperties(dst []byte) []byte {
 	propLen := a.Properties.Len()
-	if propLen == 0 {
-		if a.Reason == Success {
-			return append(dst, first, 2, byte(a.PacketID>>8), byte(a.PacketID))
-		}
-		return append(dst, first, 3, byte(a.PacketID>>8), byte(a.PacketID), byte(a.Reason))
-	}
 	n := 3 + varintLen(propLen) + propLen
-	dst = AppendVarint(append(dst, first), n)
+	dst = AppendVarint(append(dst, byte(a.Type)<<4|ackFlags(a.Type)), n)
 	dst = append(dst, byte(a.PacketID>>8), byte(a.PacketID), byte(a.Reason))
 	return a.Properties.appendProperties(dst, propLen)
 }

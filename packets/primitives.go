@@ -28,6 +28,19 @@ func AppendVarint(dst []byte, n int) []byte {
 	return append(dst, byte(n))
 }
 
+// appendHeader appends a fixed header: the first byte and the remaining
+// length. Remaining lengths under 16384 (every packet but large payloads)
+// are written with one capacity check instead of one per byte.
+func appendHeader(dst []byte, first byte, remaining int) []byte {
+	if remaining < 1<<7 {
+		return append(dst, first, byte(remaining))
+	}
+	if remaining < 1<<14 {
+		return append(dst, first, byte(remaining)|0x80, byte(remaining>>7))
+	}
+	return AppendVarint(append(dst, first), remaining)
+}
+
 // varintLen is the encoded size of n as a variable byte integer.
 func varintLen(n int) int {
 	switch {

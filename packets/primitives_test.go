@@ -485,3 +485,23 @@ func TestTopicFilterCheckMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendShort checks appendShort against append for every length up to
+// 40 (word copies for 8 to 16 bytes, append otherwise), with dst's capacity
+// exactly enough, one byte short and ample.
+func TestAppendShort(t *testing.T) {
+	src := make([]byte, 40)
+	for i := range src {
+		src[i] = byte(i + 1)
+	}
+	for n := 0; n <= len(src); n++ {
+		v := src[:n:n]
+		for _, room := range []int{n, n - 1, n + 16} {
+			dst := append(make([]byte, 0, 3+max(room, 0)), "pre"...)
+			want := append(s("pre"), v...)
+			if got := appendShort(dst, v); !bytes.Equal(got, want) {
+				t.Fatalf("n %d room %d: % x, want % x", n, room, got, want)
+			}
+		}
+	}
+}

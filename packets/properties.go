@@ -661,8 +661,8 @@ func (p *Properties) publishLen(m uint64) int {
 	if m&bit(PropTopicAlias) != 0 {
 		n += 3
 	}
-	for _, u := range p.User {
-		n += 5 + len(u.Key) + len(u.Value)
+	for i := range p.User {
+		n += 5 + len(p.User[i].Key) + len(p.User[i].Value)
 	}
 	return n
 }
@@ -679,13 +679,13 @@ func (p *Properties) appendPublish(dst []byte, m uint64) []byte {
 		dst = append(dst, byte(PropMessageExpiry), byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
 	}
 	if m&bit(PropContentType) != 0 {
-		dst = appendBytesProp(dst, PropContentType, p.ContentType)
+		dst = appendShort(appendPropHeader(dst, PropContentType, len(p.ContentType)), p.ContentType)
 	}
 	if m&bit(PropResponseTopic) != 0 {
-		dst = appendBytesProp(dst, PropResponseTopic, p.ResponseTopic)
+		dst = appendShort(appendPropHeader(dst, PropResponseTopic, len(p.ResponseTopic)), p.ResponseTopic)
 	}
 	if m&bit(PropCorrelationData) != 0 {
-		dst = appendBytesProp(dst, PropCorrelationData, p.CorrelationData)
+		dst = appendShort(appendPropHeader(dst, PropCorrelationData, len(p.CorrelationData)), p.CorrelationData)
 	}
 	if m&bit(PropSubscriptionID) != 0 {
 		for _, v := range p.SubscriptionIDs {
@@ -695,14 +695,36 @@ func (p *Properties) appendPublish(dst []byte, m uint64) []byte {
 	if m&bit(PropTopicAlias) != 0 {
 		dst = append(dst, byte(PropTopicAlias), byte(p.TopicAlias>>8), byte(p.TopicAlias))
 	}
-	for _, u := range p.User {
-		dst = append(appendBytesProp(dst, PropUserProperty, u.Key), byte(len(u.Value)>>8), byte(len(u.Value)))
-		dst = append(dst, u.Value...)
+	// By index, not by value: a range copy of each 48-byte pair went
+	// through the stack and was read back at once.
+	for i := range p.User {
+		u := &p.User[i]
+		dst = appendShort(appendPropHeader(dst, PropUserProperty, len(u.Key)), u.Key)
+		dst = append(dst, byte(len(u.Value)>>8), byte(len(u.Value)))
+		dst = appendShort(dst, u.Value)
 	}
 	return dst
 }
 
-// appendBytesProp appends the identifier, the two-byte length and v.
-func appendBytesProp(dst []byte, id PropertyID, v []byte) []byte {
-	return append(append(dst, byte(id), byte(len(v)>>8), byte(len(v))), v...)
+// appendPropHeader appends the identifier and the two-byte length of a
+// string or binary property; the value follows, by appendShort. One helper
+// for both did not fit the compiler's inlining budget, and a call per
+// property cost more than the copy saved.
+func appendPropHeader(dst []byte, id PropertyID, n int) []byte {
+	return append(dst, byte(id), byte(n>>8), byte(n))
+}
+
+// appendShort is append(dst, v...) that copies a field of 8 to 16 bytes
+// with two overlapping word loads and stores instead of calling memmove:
+// a call makes every live register spill and reload around it, which
+// cost more than the copy of most property values and topic names.
+func appendShort(dst, v []byte) []byte {
+	n, l := len(v), len(dst)
+	if n < 8 || n > 16 || cap(dst)-l < n {
+		return append(dst, v...)
+	}
+	dst = dst[:l+n]
+	binary.LittleEndian.PutUint64(dst[l:], binary.LittleEndian.Uint64(v))
+	binary.LittleEndian.PutUint64(dst[l+n-8:], binary.LittleEndian.Uint64(v[n-8:]))
+	return dst
 }

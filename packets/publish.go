@@ -86,12 +86,15 @@ func (p *Publish) Decode(version, flags byte, body []byte) error {
 // for QoS 1 and 2, properties only for V5.
 //
 // PUBLISH is encoded once per delivery, so its properties take a
-// straight-line path (publishLen, appendPublish) instead of the per-identifier
-// dispatch of Len and appendProperties, which walked the bits twice.
+// straight-line path (appendPublish) instead of the per-identifier dispatch
+// of Len and appendProperties, and are written in one pass: Append assumes
+// the property block is under 128 bytes (a one-byte length) and that it
+// does not move the remaining length across a varint size, writes the
+// block, then fills in both lengths. When the assumption fails it starts
+// over with the block's size computed first (appendSized).
 // Rejected after measuring: growing dst once and writing every field by index
 // into it. Each indexed write carries its own bounds check, which cost more
-// instructions than the capacity check of an append, and the up-front grow
-// only helps a dst too small for the packet, which a reused buffer is not.
+// instructions than the capacity check of an append.
 func (p *Publish) Append(dst []byte) []byte {
 	flags := p.QoS & 3 << publishQoSShift
 	if p.Dup {
@@ -100,35 +103,69 @@ func (p *Publish) Append(dst []byte) []byte {
 	if p.Retain {
 		flags |= publishRetain
 	}
+	first := byte(TypePublish)<<4 | flags
 	hasID := flags&(3<<publishQoSShift) != 0
-	remaining := 2 + len(p.Topic) + len(p.Payload)
+	base := 2 + len(p.Topic) + len(p.Payload) // remaining length without properties
 	if hasID {
-		remaining += 2
+		base += 2
 	}
 	var wire uint64
-	propLen := 0
 	if p.Version == V5 {
-		wire = p.Properties.wireBits()
-		if wire != 0 {
-			propLen = p.Properties.publishLen(wire)
+		if wire = p.Properties.wireBits(); wire&^publishWireProps != 0 {
+			return p.appendSized(dst, first, base, wire)
 		}
-		remaining += varintLen(propLen) + propLen
+		base++ // the property length, one byte so far
 	}
-	dst = AppendVarint(append(dst, byte(TypePublish)<<4|flags), remaining)
-	dst = append(append(dst, byte(len(p.Topic)>>8), byte(len(p.Topic))), p.Topic...)
+	start := len(dst)
+	dst = appendHeader(dst, first, base)
+	headerLen := len(dst) - start
+	dst = appendShort(append(dst, byte(len(p.Topic)>>8), byte(len(p.Topic))), p.Topic)
 	if hasID {
 		dst = append(dst, byte(p.PacketID>>8), byte(p.PacketID))
 	}
 	if p.Version == V5 {
-		switch {
-		case wire == 0:
-			dst = append(dst, 0) // property length 0: the common case
-		case wire&^publishWireProps == 0:
-			dst = p.Properties.appendPublish(AppendVarint(dst, propLen), wire)
-		default:
-			// A property no PUBLISH carries: written anyway, by the general path.
-			dst = p.Properties.appendProperties(dst, propLen)
+		dst = append(dst, 0) // property length 0: the common case
+		if wire != 0 {
+			blockStart := len(dst)
+			dst = p.Properties.appendPublish(dst, wire)
+			propLen := len(dst) - blockStart
+			remaining := base + propLen
+			if propLen >= 1<<7 || varintLen(remaining) != headerLen-1 {
+				return p.appendSized(dst[:start], first, base-1, wire)
+			}
+			dst[blockStart-1] = byte(propLen)
+			putVarint(dst[start+1:start+headerLen], remaining)
 		}
 	}
 	return append(dst, p.Payload...)
+}
+
+// appendSized is Append with the property block sized before it is
+// written: for a block of 128 bytes or more, one that moves the remaining
+// length to a longer varint, or properties a PUBLISH does not carry (which
+// are written anyway, by the general path). base is the remaining length
+// without properties.
+func (p *Publish) appendSized(dst []byte, first byte, base int, wire uint64) []byte {
+	propLen := p.Properties.publishLen(wire)
+	dst = appendHeader(dst, first, base+varintLen(propLen)+propLen)
+	dst = appendBytes(dst, p.Topic)
+	if first&(3<<publishQoSShift) != 0 {
+		dst = append(dst, byte(p.PacketID>>8), byte(p.PacketID))
+	}
+	if wire&^publishWireProps == 0 {
+		dst = p.Properties.appendPublish(AppendVarint(dst, propLen), wire)
+	} else {
+		dst = p.Properties.appendProperties(dst, propLen)
+	}
+	return append(dst, p.Payload...)
+}
+
+// putVarint writes n as a variable byte integer filling all of b, which
+// has exactly varintLen(n) bytes.
+func putVarint(b []byte, n int) {
+	for i := range b {
+		b[i] = byte(n) | 0x80
+		n >>= 7
+	}
+	b[len(b)-1] &^= 0x80
 }
