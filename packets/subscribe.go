@@ -66,12 +66,21 @@ func (s *Subscribe) Decode(version, flags byte, body []byte) error {
 		return err
 	}
 	b, i := body, 2
-	if version == V5 {
+	switch {
+	case version != V5:
+		s.Properties.Reset()
+	case len(b) > 4 && b[2] == 2 && b[3] == byte(PropSubscriptionID) && b[4]-1 < 0x7F:
+		// The common 5.0 block: one Subscription Identifier of 1..127 in a
+		// single byte, so allowed, not repeated, not 0 and minimal; read
+		// without the general property loop.
+		s.Properties.Reset()
+		s.Properties.Present = bit(PropSubscriptionID)
+		s.Properties.SubscriptionIDs = append(s.Properties.SubscriptionIDs, uint32(b[4]))
+		i = 5
+	default:
 		if i, err = readProperties(&s.Properties, b, i, subscribeProps, what); err != nil {
 			return err
 		}
-	} else {
-		s.Properties.Reset()
 	}
 	for i < len(b) {
 		filter, next, ok := readBinary(b, i)
