@@ -68,7 +68,8 @@ func TestDiskFullThenRecovers(t *testing.T) {
 func TestFailingOpDoesNotFailItsBatch(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.BatchSize = 4
-	cfg.BatchInterval = time.Hour // the batch closes when its fourth op arrives, never by time
+	cfg.BatchInterval = time.Hour   // the batch closes when its fourth op arrives, never by time
+	cfg.SQLite.Synchronous = "FULL" // commits fsync, so the idle writer waits for company
 	s := open(t, cfg)
 	errs := make([]chan error, 4)
 	for i := range errs {

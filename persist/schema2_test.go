@@ -12,6 +12,8 @@ import (
 
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
+
+	"github.com/x0a1b/promptmq/conf"
 )
 
 // A database as schema version 1 wrote it (every body in messages, deliveries referencing it) is
@@ -85,7 +87,8 @@ func TestBatchedDeliveries(t *testing.T) {
 	must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: "a", Expiry: NeverExpires}, d) })
 	must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: "b", Expiry: NeverExpires}, d) })
 	cfg.BatchSize = 200
-	cfg.BatchInterval = time.Hour // the batch closes when full
+	cfg.BatchInterval = time.Hour   // the batch closes when full
+	cfg.SQLite.Synchronous = "FULL" // commits fsync, so the idle writer waits for company
 	s = reopen(t, s)
 	s.cfg = cfg
 	s = reopen(t, s)
@@ -222,4 +225,56 @@ func TestReadDeliveriesInlineAndShared(t *testing.T) {
 			t.Errorf("limit 0: %v, %v", rows, err)
 		}
 	})
+}
+
+// batch-interval is a wait for company when commits fsync and the writer was idle; ops that
+// arrived while it was busy commit as soon as it is free, however long the interval.
+func TestBusyWriterDoesNotWaitForCompany(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	s := open(t, cfg)
+	must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: "a", Expiry: NeverExpires}, d) })
+	cfg.BatchInterval = time.Hour
+	cfg.SQLite.Synchronous = "FULL"
+	s = reopen(t, s)
+	s.cfg = cfg
+	s = reopen(t, s)
+	// Keep the writer busy with a solo op until an ordinary op is queued behind it.
+	running, release := make(chan struct{}), make(chan struct{})
+	soloDone := make(chan error, 1)
+	go func() {
+		soloDone <- s.solo(func(*sqlite.Conn) error {
+			close(running)
+			<-release
+			return nil
+		})
+	}()
+	<-running
+	committed := make(chan error, 1)
+	s.AddDeliveries(&Message{ID: s.NextMessageID(), Topic: "t", QoS: 1, Created: time.Now().UnixNano()},
+		[]Delivery{{ClientID: "a", QoS: 1}}, func(err error) { committed <- err })
+	close(release)
+	if err := <-soloDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-committed; err != nil { // with a wait, this would take batch-interval: an hour
+		t.Fatal(err)
+	}
+}
+
+// With WAL and synchronous NORMAL a commit has no fsync to share: even an idle writer commits
+// at once, however long batch-interval is.
+func TestWALNormalWriterDoesNotWait(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.BatchInterval = time.Hour
+	cfg.SQLite.Synchronous, cfg.SQLite.JournalMode = "NORMAL", "WAL"
+	s := open(t, cfg)
+	must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: "a", Expiry: NeverExpires}, d) })
+	for _, c := range []struct {
+		synchronous, journal string
+		syncs                bool
+	}{{"NORMAL", "WAL", false}, {"OFF", "DELETE", false}, {"NORMAL", "DELETE", true}, {"FULL", "WAL", true}, {"extra", "wal", true}} {
+		if got := commitSyncs(conf.SQLite{Synchronous: c.synchronous, JournalMode: c.journal}); got != c.syncs {
+			t.Errorf("commitSyncs(%s, %s) = %v, want %v", c.synchronous, c.journal, got, c.syncs)
+		}
+	}
 }

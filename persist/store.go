@@ -41,7 +41,8 @@ var (
 //
 // Design: group commit as in Pebble's commit pipeline, reduced to what one SQLite connection
 // allows: producers send small op values on a buffered channel; the writer takes the first op,
-// gathers more until batch-size or batch-interval, runs them all in one BEGIN IMMEDIATE ...
+// gathers what is already queued, up to batch-size (waiting up to batch-interval for more only
+// when commits fsync and the writer had been idle), runs them all in one BEGIN IMMEDIATE ...
 // COMMIT with statements prepared once, then calls the callbacks. One fsync (FULL) or one WAL
 // append (NORMAL) is shared by the whole batch, which is what makes durable QoS 1 fast. If any
 // op of a batch fails, the batch is rolled back and each op is retried in its own transaction,
@@ -66,6 +67,12 @@ type Store struct {
 	writerDone  chan struct{}
 	cleanupStop chan struct{}
 	cleanupDone chan struct{}
+
+	// commitSyncs: each commit waits for an fsync (synchronous FULL or EXTRA, or a rollback
+	// journal), which is what waiting batch-interval for company amortizes. With WAL and
+	// synchronous NORMAL or OFF a commit is a WAL append costing its pages, and waiting only
+	// delays acks whose publishers are waiting for them: the writer commits when it is free.
+	commitSyncs bool
 
 	nextID atomic.Uint64
 	obs    observing
@@ -92,6 +99,7 @@ func Open(cfg conf.Storage, log *slog.Logger) (*Store, error) {
 		return s, nil
 	}
 	s.durable = true
+	s.commitSyncs = commitSyncs(cfg.SQLite)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("persist: create storage.data-dir %s: %w", cfg.DataDir, err)
 	}
@@ -177,6 +185,18 @@ func (s *Store) openError(step string, err error) error {
 		return err
 	}
 	return fmt.Errorf("persist: %s %s: %w", step, s.file, err)
+}
+
+// commitSyncs reports whether a commit waits for an fsync under c: every synchronous level above
+// NORMAL does, and NORMAL does outside WAL (SQLite syncs the rollback journal on commit).
+func commitSyncs(c conf.SQLite) bool {
+	switch strings.ToUpper(c.Synchronous) {
+	case "OFF", "0":
+		return false
+	case "NORMAL", "1":
+		return !strings.EqualFold(c.JournalMode, "WAL")
+	}
+	return true
 }
 
 // applyPragmas sets the seven [storage.sqlite] PRAGMAs and reads each back: SQLite ignores an

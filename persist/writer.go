@@ -156,6 +156,7 @@ func (s *Store) writer() {
 	defer close(s.writerDone)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	busy := false
 	for {
 		first, ok := <-s.ops
 		if !ok {
@@ -164,9 +165,16 @@ func (s *Store) writer() {
 		batch := append(s.batch[:0], first)
 		open := true
 		if first.kind != opSolo {
-			batch, open = s.gather(batch, timer)
+			batch, open = s.gather(batch, timer, !busy && s.commitSyncs)
 		}
 		s.run(batch)
+		// Ops that arrived during this commit mean producers keep the writer busy: the next
+		// batch is what they queued meanwhile, committed without waiting for more. Waiting
+		// for batch-interval is for company under light load; under load it only held ops
+		// whose producers were themselves waiting for acks of the batch before (one
+		// publisher's window of 1024 against a batch of 1000: the writer and the broker
+		// took turns on two cores instead of overlapping, issue 7).
+		busy = len(s.ops) > 0
 		clear(batch) // drop references so callbacks and messages can be collected
 		s.batch = batch[:0]
 		if !open {
@@ -175,9 +183,10 @@ func (s *Store) writer() {
 	}
 }
 
-// gather adds to batch what is already waiting, then waits up to batch-interval (from now) for
-// more, until batch-size. A solo op ends the gathering: it runs after the batch before it.
-func (s *Store) gather(batch []op, timer *time.Timer) ([]op, bool) {
+// gather adds to batch what is already waiting, then, when wait is set, waits up to
+// batch-interval (from now) for more, until batch-size. A solo op ends the gathering: it runs
+// after the batch before it.
+func (s *Store) gather(batch []op, timer *time.Timer, wait bool) ([]op, bool) {
 	armed := false
 	defer func() {
 		if armed {
@@ -197,7 +206,7 @@ func (s *Store) gather(batch []op, timer *time.Timer) ([]op, bool) {
 			continue
 		default:
 		}
-		if s.cfg.BatchInterval <= 0 {
+		if !wait || s.cfg.BatchInterval <= 0 {
 			return batch, true
 		}
 		if !armed {
