@@ -65,7 +65,17 @@ type Broker struct {
 	listeners []net.Listener
 	closing   bool
 
-	conns sync.WaitGroup // one per connection goroutine
+	conns sync.WaitGroup // one per connection, from accept to its end (parked included)
+
+	// poller and the sweeper park idle connections without a goroutine (poll_idle.go); nil
+	// poller: every connection keeps its reader goroutine.
+	poller   *idlePoller
+	idleStop chan struct{}
+	idleDone sync.WaitGroup
+	// parkedSinceRelease counts parks since the sweeper last gave memory back.
+	parkedSinceRelease atomic.Int64
+	// parkNotify, when set (by tests, before Serve), receives each client that parked.
+	parkNotify chan *client
 }
 
 // entry is a session as the broker holds it: the protocol state, the connection attached to
@@ -145,8 +155,10 @@ func (b *Broker) Listen() error {
 	b.mu.Lock()
 	b.listeners = append(b.listeners, ln)
 	b.mu.Unlock()
+	b.openPoller()
 	if err := b.listenTransports(); err != nil {
 		b.closeListeners()
+		b.stopPoller()
 		return err
 	}
 	return nil
@@ -176,6 +188,7 @@ func (b *Broker) Serve(ctx context.Context) error {
 	}
 	lns := append([]net.Listener(nil), b.listeners...)
 	b.mu.Unlock()
+	b.startIdle()
 	var accepting sync.WaitGroup
 	for _, ln := range lns {
 		accepting.Add(1)
@@ -219,15 +232,13 @@ func (b *Broker) acceptLoop(ln net.Listener) {
 		b.conns.Add(1)
 		b.mu.Unlock()
 		b.stats.Accepted.Add(1)
-		go func() {
-			defer b.conns.Done()
-			c.serve()
-		}()
+		go c.serve()
 	}
 }
 
 func (b *Broker) shutdown() {
 	b.stopSys()
+	b.stopSweeper()
 	b.mu.Lock()
 	b.closing = true
 	for _, ln := range b.listeners {
@@ -242,6 +253,7 @@ func (b *Broker) shutdown() {
 		c.kick(packets.ServerShuttingDown)
 	}
 	b.conns.Wait()
+	b.stopPoller()
 	b.mu.Lock()
 	for _, e := range b.sessions {
 		e.mu.Lock()

@@ -69,36 +69,50 @@ type client struct {
 	writeMu      sync.Mutex
 	done         chan struct{}
 	doneOnce     sync.Once
+
+	// Parking of an idle connection (poll_idle.go):
+	src   connSource
+	parks bool         // the connection may park: a TCP socket and a broker with a poller
+	state atomic.Int32 // connConnecting, connReading, connParked, connEnded
+	// readDeadline is the keep-alive read deadline in unix ns, 0 for none; written by the
+	// reader, read by the sweeper.
+	readDeadline  atomic.Int64
+	parkRequested atomic.Bool // the sweeper asked the reader to park
+	active        atomic.Bool // bytes were read since the sweeper last looked
+	fd            int32       // the socket's descriptor while armed; guarded by the poller's mu
+	pollArmed     bool        // the socket is in the epoll set; guarded by the poller's mu
 }
 
 // errClientDisconnect ends the read loop when the client sent DISCONNECT.
 var errClientDisconnect = errors.New("client sent DISCONNECT")
 
 func newClient(b *Broker, conn net.Conn) *client {
-	return &client{
+	c := &client{
 		b:                  b,
 		conn:               conn,
 		log:                b.log,
-		reader:             packets.NewPooledReader(&countingReader{r: conn, n: &b.stats.BytesReceived}, b.readBuffers),
 		done:               make(chan struct{}),
 		requestProblemInfo: true,
+		parks:              b.poller != nil && parkable(conn),
 	}
+	c.src = connSource{countingReader: countingReader{r: conn, n: &b.stats.BytesReceived}, c: c}
+	c.reader = c.newReader()
+	return c
 }
 
+// serve runs a new connection: CONNECT, CONNACK, then the read loop. The caller has counted
+// the connection in b.conns; finish (or a refused CONNECT here) counts it out.
 func (c *client) serve() {
-	defer c.doneOnce.Do(func() { close(c.done) })
-	defer c.conn.Close()
-	if max := c.b.cfg.MQTT.MaxPacketSize; max > 0 {
-		c.reader.SetMaxPacketSize(max)
-	}
-	// The borrowed read buffer goes back to the pool when reading is over, from this
-	// goroutine (never during a ReadPacket).
-	defer c.reader.Release()
 	present, ok := c.connect()
 	if !ok {
+		c.state.Store(connEnded)
+		c.reader.Release()
+		c.conn.Close()
 		c.b.mu.Lock()
 		delete(c.b.clients, c)
 		c.b.mu.Unlock()
+		c.doneOnce.Do(func() { close(c.done) })
+		c.b.conns.Done()
 		return
 	}
 	c.b.stats.Connected.Add(1)
@@ -108,7 +122,29 @@ func (c *client) serve() {
 	c.writeMu.Lock()
 	c.flush(false)
 	c.writeMu.Unlock()
-	c.end(c.readLoop())
+	c.moveReadDeadline()
+	c.state.Store(connReading)
+	c.run()
+}
+
+// run reads until the connection ends or parks. A resumed connection runs it on a fresh
+// goroutine with a new Reader and the read deadline it had before parking.
+func (c *client) run() {
+	if c.reader == nil {
+		c.reader = c.newReader()
+		c.restoreReadDeadline()
+	}
+	err := c.readLoop()
+	if err == errParked {
+		return
+	}
+	c.state.Store(connEnded)
+	// The borrowed read buffer goes back to the pool when reading is over, from this
+	// goroutine (never during a ReadPacket).
+	c.reader.Release()
+	c.end(err)
+	c.doneOnce.Do(func() { close(c.done) })
+	c.b.conns.Done()
 }
 
 // logConnected is apart from serve so its arguments do not sit in the frame of every parked
@@ -213,21 +249,16 @@ func (c *client) endReason(err error) (packets.ReasonCode, bool) {
 
 // readLoop reads and handles packets until the connection must end.
 func (c *client) readLoop() error {
-	// deadline is the read deadline last set. Moving it costs a runtime timer update (7% of the
-	// CPU in fan-in when done per packet), so it moves only once less than 1.5 keep-alives remain,
-	// to 1.625: the connection ends 1.5 to 1.625 keep-alives after the last packet
-	// [MQTT-3.1.2-22], and a busy connection updates its timer once per eighth of a keep-alive.
-	var deadline time.Time
 	for {
-		if c.keepAlive > 0 {
-			if now := time.Now(); deadline.Sub(now) < c.keepAlive*3/2 {
-				deadline = now.Add(c.keepAlive * 13 / 8)
-				c.conn.SetReadDeadline(deadline)
-			}
-		}
 		fh, body, err := c.reader.ReadPacket()
 		if err != nil {
-			return err
+			if err != errPark {
+				return err
+			}
+			if c.park() {
+				return errParked
+			}
+			continue
 		}
 		c.b.stats.PacketsReceived.Add(1)
 		c.b.stats.PacketsReceivedByType[fh.Type].Add(1)
@@ -240,6 +271,7 @@ func (c *client) readLoop() error {
 		if c.reader.Buffered() == 0 {
 			c.releasePacket()
 		}
+		c.moveReadDeadline()
 	}
 }
 
@@ -276,6 +308,7 @@ func (c *client) kick(reason packets.ReasonCode) {
 	// The reader may be parked in Read with no deadline; the writer closes the socket after
 	// its last write, and this deadline bounds the wait if the writer is itself stuck.
 	c.conn.SetReadDeadline(time.Now().Add(c.writeTimeout()))
+	c.resume() // a parked connection needs its reader to end
 }
 
 func (c *client) writeTimeout() time.Duration {
@@ -344,6 +377,7 @@ func (c *client) closeFromWriter() {
 	c.connDead.Store(true)
 	c.writerClosed.Store(true)
 	c.conn.Close()
+	c.resume() // a parked connection needs its reader to end
 }
 
 // flush writes until nothing is ready. final is the reader's last flush at the end of the

@@ -1,0 +1,304 @@
+package engine
+
+import (
+	"errors"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/x0a1b/promptmq/packets"
+)
+
+// Idle connections without a goroutine.
+//
+// A connection that has read nothing for a while parks: its reader goroutine gives back its
+// read buffer, drops its packets.Reader, arms the socket in the broker's idlePoller and
+// returns. An event on the socket (bytes, a close, an error), a kick, a writer closing the
+// socket, or a keep-alive deadline coming due resumes it on a fresh goroutine, which starts
+// with the runtime's smallest stack. A parked connection costs its client struct, its
+// session and the kernel's socket: no stack (2-8 KB), no runtime timer, no Reader. This is
+// what brings idle memory under the 4 KB per connection of DESIGN.md (Concurrency).
+//
+// Who decides: the idle sweeper (one goroutine per broker, every idleCheck) asks a reader
+// that read nothing since the previous sweep to park, by setting its read deadline in the
+// past. The reader, woken with os.ErrDeadlineExceeded, parks only at a packet boundary and
+// only when no kick is under way and its keep-alive is not about to expire; otherwise it
+// restores its deadline and reads on. Deciding in the reader when a read would block was
+// rejected: a busy connection finds its socket empty after nearly every batch, and would
+// pay an epoll_ctl and a goroutine start per batch.
+//
+// State (client.state) moves connConnecting -> connReading <-> connParked, and to connEnded.
+// Only a CompareAndSwap from connParked to connReading starts a goroutine, so whoever
+// resumes (poller, kick, writer, sweeper) does it once. Everything the reader owns is handed
+// over by that atomic: the parking goroutine writes its last field before it stores
+// connParked, the resumed one reads after its CompareAndSwap.
+//
+// Keep-alive of a parked connection costs no timer: the sweeper resumes it when its
+// deadline is less than two sweeps away, and the resumed reader's own read deadline ends it
+// on time [MQTT-3.1.2-22].
+
+const (
+	connConnecting int32 = iota // reading CONNECT: not parkable
+	connReading                 // a goroutine runs readLoop
+	connParked                  // no goroutine; the socket is armed in the poller
+	connEnded
+)
+
+// idleCheck is the sweeper's period: a connection parks 1-2 periods after its last read.
+const idleCheck = 500 * time.Millisecond
+
+// errPark is what the connection's byte source returns to packets.Reader when the reader
+// should park. The Reader keeps it (its errors are sticky), so a reader that does not park
+// after all continues with a new Reader; nothing was buffered.
+var errPark = errors.New("engine: idle connection parks")
+
+// errParked ends readLoop without ending the connection.
+var errParked = errors.New("engine: connection parked")
+
+// connSource is the byte source of a connection's packets.Reader: it counts bytes, marks
+// the connection active for the sweeper, and turns the sweeper's request into errPark.
+type connSource struct {
+	countingReader
+	c *client
+}
+
+func (s *connSource) Read(p []byte) (int, error) {
+	c := s.c
+	for {
+		n, err := s.countingReader.Read(p)
+		if n > 0 && !c.active.Load() {
+			c.active.Store(true)
+		}
+		if err == nil || !c.parkRequested.Load() || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		// The sweeper's deadline, maybe together with bytes that raced it.
+		if n == 0 && c.reader.Buffered() == 0 && c.mayPark() {
+			return 0, errPark
+		}
+		c.cancelPark()
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+// mayPark: no kick is under way and the keep-alive deadline is not within two sweeps (the
+// sweeper would resume the connection at once).
+func (c *client) mayPark() bool {
+	if d := c.readDeadline.Load(); d != 0 && d-now() < int64(2*idleCheck) {
+		return false
+	}
+	return !c.stopping()
+}
+
+// stopping reports whether the connection is being closed by a kick or the broker.
+func (c *client) stopping() bool {
+	c.e.mu.Lock()
+	defer c.e.mu.Unlock()
+	return c.kicked || c.closeAfterFlush
+}
+
+// cancelPark withdraws a park request the reader declines.
+func (c *client) cancelPark() {
+	c.parkRequested.Store(false)
+	c.restoreReadDeadline()
+}
+
+// restoreReadDeadline sets the read deadline the reader should have: a kick's bound, the
+// keep-alive deadline, or none. The sweeper's past deadline is still on a socket that
+// parked or declined to.
+func (c *client) restoreReadDeadline() {
+	switch d := c.readDeadline.Load(); {
+	case c.stopping():
+		c.conn.SetReadDeadline(time.Now().Add(c.writeTimeout()))
+	case d != 0:
+		c.conn.SetReadDeadline(time.Unix(0, d))
+	default:
+		c.conn.SetReadDeadline(time.Time{})
+	}
+}
+
+// moveReadDeadline pushes the keep-alive deadline after a packet. Moving it costs a runtime
+// timer update (7% of the CPU in fan-in when done per packet), so it moves only once less
+// than 1.5 keep-alives remain, to 1.625: the connection ends 1.5 to 1.625 keep-alives after
+// the last packet [MQTT-3.1.2-22], and a busy connection updates its timer once per eighth
+// of a keep-alive.
+func (c *client) moveReadDeadline() {
+	if c.keepAlive <= 0 {
+		return
+	}
+	if t := time.Now(); c.readDeadline.Load()-t.UnixNano() < int64(c.keepAlive*3/2) {
+		d := t.Add(c.keepAlive * 13 / 8)
+		c.readDeadline.Store(d.UnixNano())
+		c.conn.SetReadDeadline(d)
+	}
+}
+
+// park hands the connection to the poller. It reports whether the goroutine must return:
+// false when the socket could not be armed and this goroutine reads on.
+func (c *client) park() bool {
+	c.releasePacket()
+	c.reader.Release()
+	c.reader = nil
+	c.parkRequested.Store(false)
+	c.state.Store(connParked)
+	// From here another goroutine may own the connection.
+	if err := c.b.poller.arm(c); err == nil {
+		c.b.parkedSinceRelease.Add(1)
+		if c.b.parkNotify != nil {
+			c.b.parkNotify <- c
+		}
+		return true
+	}
+	// Closed meanwhile, or epoll refused: read on here, unless a resume already started a
+	// goroutine (which then sees the closed socket).
+	if !c.state.CompareAndSwap(connParked, connReading) {
+		return true
+	}
+	c.reader = c.newReader()
+	c.restoreReadDeadline()
+	return false
+}
+
+// resume starts a reader for a parked connection; for any other state it does nothing.
+func (c *client) resume() {
+	if !c.state.CompareAndSwap(connParked, connReading) {
+		return
+	}
+	c.b.poller.forget(c)
+	go c.run()
+}
+
+// newReader is the connection's packets.Reader: made at accept, and again each time the
+// connection resumes (a parked connection holds none).
+func (c *client) newReader() *packets.Reader {
+	r := packets.NewPooledReader(&c.src, c.b.readBuffers)
+	if max := c.b.cfg.MQTT.MaxPacketSize; max > 0 {
+		r.SetMaxPacketSize(max)
+	}
+	r.SetVersion(c.version)
+	return r
+}
+
+// openPoller makes the poller, when the platform has one. Listen calls it, so that it
+// exists before any connection is accepted.
+func (b *Broker) openPoller() {
+	if b.poller != nil {
+		return
+	}
+	p, err := newIdlePoller()
+	if err != nil {
+		b.log.Debug("idle connections keep their goroutine", "err", err)
+		return
+	}
+	b.poller = p
+}
+
+// startIdle starts the poller and the sweeper.
+func (b *Broker) startIdle() {
+	if b.poller == nil {
+		return
+	}
+	stop := make(chan struct{})
+	b.idleStop = stop
+	b.idleDone.Add(2)
+	go func() {
+		defer b.idleDone.Done()
+		b.poller.run()
+	}()
+	go func() {
+		defer b.idleDone.Done()
+		b.sweepIdle(stop)
+	}()
+}
+
+// stopSweeper stops parking: shutdown is about to resume every connection.
+func (b *Broker) stopSweeper() {
+	if b.idleStop != nil {
+		close(b.idleStop)
+		b.idleStop = nil
+	}
+}
+
+// stopPoller ends the poller once no connection is left.
+func (b *Broker) stopPoller() {
+	if b.poller != nil {
+		b.poller.close()
+	}
+	b.idleDone.Wait()
+}
+
+// sweepIdle runs sweepOnce every idleCheck until stop.
+func (b *Broker) sweepIdle(stop <-chan struct{}) {
+	ticker := time.NewTicker(idleCheck)
+	defer ticker.Stop()
+	var batch []*client
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+		}
+		batch = b.sweepOnce(batch)
+	}
+}
+
+// sweepOnce asks readers idle since the last sweep to park, resumes parked connections
+// whose keep-alive is about to expire, and gives memory back once a wave of parking is over.
+// batch is scratch, returned for the next call.
+func (b *Broker) sweepOnce(batch []*client) []*client {
+	b.mu.Lock()
+	for c := range b.clients {
+		if c.parks {
+			batch = append(batch, c)
+		}
+	}
+	b.mu.Unlock()
+	t := now()
+	requested := 0
+	for _, c := range batch {
+		if c.sweep(t) {
+			requested++
+		}
+	}
+	clear(batch)
+	if requested == 0 && b.parkedSinceRelease.Load() >= releaseAfterParks {
+		b.parkedSinceRelease.Store(0)
+		// The stacks of the goroutines that parked are free only for the runtime: it takes
+		// them back at its next GC and returns pages to the OS down to about the heap goal.
+		// An idle broker allocates nothing, so that GC would never come, and the memory
+		// parking saved would stay resident. One forced GC and release per wave of parking
+		// (not per sweep: a wave's last sweep requests no park), at least
+		// releaseAfterParks stacks (2 KB or more each) worth it.
+		debug.FreeOSMemory()
+	}
+	return batch[:0]
+}
+
+// releaseAfterParks is how many connections must have parked since the last release for a
+// wave's end to give memory back (at least 2 MB of goroutine stacks).
+const releaseAfterParks = 1024
+
+// longAgo is a read deadline that has passed: setting it wakes a blocked Read at once.
+var longAgo = time.Unix(1, 0)
+
+// sweep is one sweeper visit to c at time t. It reports whether it asked c to park.
+func (c *client) sweep(t int64) bool {
+	d := c.readDeadline.Load()
+	nearExpiry := d != 0 && d-t < int64(2*idleCheck)
+	switch c.state.Load() {
+	case connReading:
+		if c.active.Swap(false) || nearExpiry || c.parkRequested.Load() {
+			return false
+		}
+		c.parkRequested.Store(true)
+		c.conn.SetReadDeadline(longAgo)
+		return true
+	case connParked:
+		if nearExpiry {
+			c.resume()
+		}
+	}
+	return false
+}
