@@ -45,6 +45,7 @@ type Broker struct {
 	readBuffers  *packets.BufferPool
 	writeBuffers sync.Pool // of *[]byte
 	packets      sync.Pool // of *packets.Packet
+	works        sync.Pool // of *durableWork (store.go)
 	store        *persist.Store
 	// durable is whether the store writes to disk (storage.data-dir is set).
 	durable  bool

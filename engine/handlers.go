@@ -147,7 +147,7 @@ func (c *client) ackPublish(t packets.Type, id uint16, work *durableWork) {
 	switch {
 	case work != nil:
 		c.pendingAcks.Add(1)
-		work.finish = func(failed bool) { c.durableAck(t, id, failed) }
+		work.ackTo, work.ackType, work.ackID = c, t, id
 		work.done(nil)
 	case c.pendingAcks.Load() > 0:
 		c.pendingAcks.Add(1)

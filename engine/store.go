@@ -149,13 +149,20 @@ func restoredMessageTopic(pm *persist.Message, topic []byte) *session.Message {
 // storedMessage is the stored form of msg. Its byte slices alias msg, which the caller keeps
 // held until the store's callback.
 func storedMessage(msg *session.Message, created int64) *persist.Message {
-	return &persist.Message{
+	pm := &persist.Message{}
+	fillStored(pm, msg, created)
+	return pm
+}
+
+// fillStored sets pm to the stored form of msg, reusing pm's properties buffer.
+func fillStored(pm *persist.Message, msg *session.Message, created int64) {
+	*pm = persist.Message{
 		ID:         msg.StoreID,
 		Topic:      msg.Topic,
 		Payload:    msg.Payload,
 		QoS:        msg.QoS,
 		Retain:     msg.Retain,
-		Properties: persist.AppendProperties(nil, &msg.Properties),
+		Properties: persist.AppendProperties(pm.Properties[:0], &msg.Properties),
 		Expires:    msg.Expires,
 		Created:    created,
 	}
@@ -170,18 +177,31 @@ func storedMessage(msg *session.Message, created int64) *persist.Message {
 // of messages that have a durable effect. Rejected: forwarding at once and acknowledging after
 // the commit (the first integration), where a failed write left online subscribers holding a
 // message its publisher was told was refused and would send again.
+//
+// Works are pooled (Broker.works) with the stored form of the message and their callback
+// bound once: a durable publish allocated five objects for them (issue 7). A work goes back
+// to the pool after its last callback; the writer reads an op's fields only before calling
+// its callback, so nothing uses a pooled work's stored message afterwards.
 type durableWork struct {
 	left   atomic.Int32
 	failed atomic.Bool
 	b      *Broker
 	msg    *session.Message
-	finish func(failed bool)
+	// The completion: the publisher's ack when ackTo is set, else finish when set.
+	ackTo   *client
+	ackType packets.Type
+	ackID   uint16
+	finish  func(failed bool)
 	// retain says the retained index takes msg at completion (route).
 	retain bool
 	// later are the deliveries queued at completion; first is their storage for the common
 	// single subscriber, so that case allocates no slice.
 	later []heldDelivery
 	first [1]heldDelivery
+	// stored is msg's stored form, shared by the work's store operations.
+	stored persist.Message
+	// callback is done, bound once.
+	callback func(error)
 }
 
 // heldDelivery is one delivery of a message waiting for the store.
@@ -206,22 +226,40 @@ func (w *durableWork) done(err error) {
 			w.b.deliver(w.later[i].e, w.later[i].o)
 		}
 	}
-	clear(w.later) // the message and entries may go before the work does
 	w.msg.Release()
-	if w.finish != nil {
+	switch {
+	case w.ackTo != nil:
+		w.ackTo.durableAck(w.ackType, w.ackID, failed)
+	case w.finish != nil:
 		w.finish(failed)
 	}
+	w.b.putWork(w)
 }
 
 // newWork returns the work of msg waiting for ops store operations, holding msg until it is
-// done. One more count is the caller's: it sets finish, then calls done(nil), so finish can
-// never run before it is set.
+// done. One more count is the caller's: it sets the completion, then calls done(nil), so the
+// completion can never run before it is set.
 func (b *Broker) newWork(msg *session.Message, ops int32) *durableWork {
-	w := &durableWork{b: b, msg: msg}
+	w, _ := b.works.Get().(*durableWork)
+	if w == nil {
+		w = &durableWork{b: b}
+		w.callback = w.done
+	}
+	w.msg = msg
 	w.later = w.first[:0]
 	msg.Hold() // the stored form aliases the message, and the deliveries wait with it
 	w.left.Store(ops + 1)
 	return w
+}
+
+// putWork returns a finished work to the pool, keeping its buffers.
+func (b *Broker) putWork(w *durableWork) {
+	clear(w.later) // the message and entries may go before the work is reused
+	w.msg, w.ackTo, w.finish, w.retain = nil, nil, nil, false
+	w.later = w.first[:0]
+	w.failed.Store(false)
+	w.stored = persist.Message{Properties: w.stored.Properties[:0]}
+	b.works.Put(w)
 }
 
 // waitBehind returns the work of a message with no durable effect of its own that must still
@@ -230,7 +268,7 @@ func (b *Broker) newWork(msg *session.Message, ops int32) *durableWork {
 // were received [MQTT-4.6.0-6].
 func (b *Broker) waitBehind(msg *session.Message) *durableWork {
 	w := b.newWork(msg, 1)
-	b.store.Barrier(w.done)
+	b.store.Barrier(w.callback)
 	return w
 }
 
@@ -254,14 +292,15 @@ func (b *Broker) persistRoute(msg *session.Message, deliveries []persist.Deliver
 		ops++
 	}
 	w := b.newWork(msg, ops)
+	fillStored(&w.stored, msg, t)
 	if len(deliveries) > 0 {
-		b.store.AddDeliveries(storedMessage(msg, t), deliveries, w.done)
+		b.store.AddDeliveries(&w.stored, deliveries, w.callback)
 	}
 	if retained {
 		if len(msg.Payload) == 0 {
-			b.store.DeleteRetained(msg.Topic, w.done)
+			b.store.DeleteRetained(msg.Topic, w.callback)
 		} else {
-			b.store.SaveRetained(storedMessage(msg, t), w.done)
+			b.store.SaveRetained(&w.stored, w.callback)
 		}
 	}
 	return w
