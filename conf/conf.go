@@ -20,6 +20,7 @@ type Config struct {
 	Metrics Metrics
 	Auth    Auth
 	TLS     TLS
+	Cluster Cluster
 }
 
 // Log is the [log] section.
@@ -109,6 +110,20 @@ type TLS struct {
 	UseIdentityAsUsername bool
 }
 
+// Cluster is the [cluster] section: several nodes acting as one broker over NATS (package cluster).
+type Cluster struct {
+	Enabled bool
+	// NodeID names this node among its peers; empty means generated once and kept in the data
+	// directory (file node-id).
+	NodeID string
+	// Bind is the embedded NATS server's cluster route listener.
+	Bind string
+	// Peers are the route addresses (host:port) of other nodes, comma-separated.
+	Peers string
+	// NATSURL, when set, joins an existing NATS cluster instead of embedding a server.
+	NATSURL string
+}
+
 const (
 	kib = 1 << 10
 	mib = 1 << 20
@@ -167,5 +182,6 @@ func Default() Config {
 		Metrics: Metrics{Enabled: true, Bind: "0.0.0.0:9090", Path: "/metrics"},
 		Auth:    Auth{AllowAnonymous: true, SubscribeRefusal: "not-authorized"},
 		TLS:     TLS{MinVersion: "1.2"},
+		Cluster: Cluster{Bind: "0.0.0.0:7946"},
 	}
 }

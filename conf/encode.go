@@ -63,6 +63,8 @@ func (k Key) allowedText() string {
 		}
 	case k.Kind == KindInt:
 		text = "any integer"
+	case k.Form != "":
+		text = k.Form
 	case k.Kind == KindString:
 		text = "a path"
 	}

@@ -29,8 +29,10 @@ type Key struct {
 	Min, Max int64
 	// Zero says what 0 (or the empty string) means for a key that accepts it outside its range
 	// ("unlimited", "listener off"). Empty when 0 has no special meaning.
-	Zero    string
-	Addr    bool // the value is host:port
+	Zero string
+	Addr bool // the value is host:port
+	// Form describes a string value that is not a path, for the reference ("a NATS URL").
+	Form    string
 	URLPath bool // the value is an HTTP path starting with /
 	field   func(*Config) any
 }
@@ -181,6 +183,17 @@ func keys() []Key {
 			Doc: "Oldest TLS version accepted.", field: func(c *Config) any { return &c.TLS.MinVersion }},
 		{Path: "tls.use-identity-as-username", Kind: KindBool,
 			Doc: "Whether the Common Name of a verified client certificate is the username, with no password check; needs tls.client-ca-file.", field: func(c *Config) any { return &c.TLS.UseIdentityAsUsername }},
+
+		{Path: "cluster.enabled", Kind: KindBool,
+			Doc: "Whether this node joins others as one broker over NATS; false runs no NATS code at all.", field: func(c *Config) any { return &c.Cluster.Enabled }},
+		{Path: "cluster.node-id", Kind: KindString, Form: "letters, digits, `-` and `_`", Zero: "generated once and kept in the file node-id of storage.data-dir",
+			Doc: "Name of this node among its peers (letters, digits, - and _).", field: func(c *Config) any { return &c.Cluster.NodeID }},
+		{Path: "cluster.bind", Kind: KindString, Addr: true,
+			Doc: "Address of the embedded NATS server's cluster route listener.", field: func(c *Config) any { return &c.Cluster.Bind }},
+		{Path: "cluster.peers", Kind: KindString, Form: "host:port, ...", Zero: "no peers: other nodes connect to this one",
+			Doc: "Route addresses (host:port) of other nodes, comma-separated, or a TOML array of strings.", field: func(c *Config) any { return &c.Cluster.Peers }},
+		{Path: "cluster.nats-url", Kind: KindString, Form: "a NATS URL such as `nats://10.0.0.5:4222`", Zero: "embed a NATS server in this node",
+			Doc: "URL of an existing NATS cluster to use instead of the embedded server (bind and peers are then unused).", field: func(c *Config) any { return &c.Cluster.NATSURL }},
 	}
 }
 

@@ -38,6 +38,19 @@ func (c *Config) Validate() error {
 	if c.TLS.RequireClientCert && c.TLS.ClientCAFile == "" {
 		report("tls.require-client-cert", "needs tls.client-ca-file to verify the certificates against")
 	}
+	if c.Cluster.Peers != "" {
+		for _, peer := range strings.Split(c.Cluster.Peers, ",") {
+			if msg := checkHostPort(strings.TrimSpace(peer)); msg != "" {
+				report("cluster.peers", "%s", msg)
+			}
+		}
+	}
+	if id := c.Cluster.NodeID; id != "" && strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != "" {
+		report("cluster.node-id", "%q may hold only letters, digits, - and _", id)
+	}
+	if c.Cluster.Enabled && c.Cluster.NodeID == "" && c.Storage.DataDir == "" {
+		report("cluster.node-id", "is required when storage.data-dir is empty: there is nowhere to keep a generated one")
+	}
 	if len(problems) == 0 {
 		return nil
 	}

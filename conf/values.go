@@ -95,6 +95,9 @@ func describe(v any) string {
 func (k Key) set(c *Config, v any) error {
 	switch field := k.field(c).(type) {
 	case *string:
+		if list, isList := v.([]any); isList && k.Path == "cluster.peers" {
+			return setList(field, list)
+		}
 		s, ok := v.(string)
 		if !ok {
 			return fmt.Errorf("expected a string, got %s", describe(v))
@@ -255,4 +258,19 @@ func quote(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// setList stores a TOML array of strings as the comma-separated form the flag takes, so a list of
+// addresses reads naturally in TOML and still has one command-line spelling.
+func setList(field *string, list []any) error {
+	parts := make([]string, 0, len(list))
+	for _, item := range list {
+		s, ok := item.(string)
+		if !ok {
+			return fmt.Errorf("expected an array of strings, got an element %s", describe(item))
+		}
+		parts = append(parts, strings.TrimSpace(s))
+	}
+	*field = strings.Join(parts, ",")
+	return nil
 }

@@ -59,6 +59,9 @@ type Broker struct {
 	online      func(key uint64) bool
 	// guard is the access policy and TLS settings, which Reload swaps (auth.go).
 	guard guard
+	// cluster is nil on a single node; set by AttachCluster before any connection (cluster.go).
+	cluster Cluster
+	cs      *clusterState
 
 	mu        sync.Mutex // guards the fields below
 	sessions  map[string]*entry

@@ -130,6 +130,9 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 		}
 	}
 
+	if c.b.cluster != nil {
+		c.b.claimSession(id, p.CleanStart) // a session live or kept on another node comes here
+	}
 	c.b.connections.Add(1)
 	e, present, ok := c.b.attach(c, id, p.CleanStart, expiry, will)
 	if !ok {

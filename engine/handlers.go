@@ -326,6 +326,9 @@ func (c *client) awaitSubscriptions(stored *storedFilters, reasons []packets.Rea
 		delete(e.s.Subscriptions, filter)
 		c.b.router.Unsubscribe(e.s.Key, filter)
 		e.mu.Unlock()
+		if c.b.cluster != nil {
+			c.b.clusterUnsubscribed(e.s.Key, filter)
+		}
 		reasons[stored.index[k]] = packets.UnspecifiedError
 		wanted = slices.DeleteFunc(wanted, func(w retainedWanted) bool { return w.filter == filter })
 	}
@@ -379,6 +382,9 @@ func (c *client) subscribeOne(s *packets.Subscription, subID uint32, wanted *[]r
 	e.mu.Unlock()
 	if err != nil {
 		return fail(packets.TopicFilterInvalid)
+	}
+	if c.b.cluster != nil {
+		c.b.clusterSubscribed(e.s.Key, filter, opts, subID, replaced)
 	}
 	if e.durable.Load() {
 		stored.subs = append(stored.subs, session.Subscription{Filter: filter, Options: opts, ID: subID})
@@ -441,6 +447,11 @@ func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
 	if e.durable.Load() {
 		for _, filter := range removed {
 			c.b.store.DeleteSubscription(e.s.ClientID, filter, c.b.logStoreError("delete subscription"))
+		}
+	}
+	if c.b.cluster != nil {
+		for _, filter := range removed {
+			c.b.clusterUnsubscribed(e.s.Key, filter)
 		}
 	}
 	c.wakeWriter()

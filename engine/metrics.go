@@ -193,6 +193,7 @@ func (b *Broker) Instrument(r *telemetry.Registry) {
 	})
 
 	b.instrumentStore(r)
+	b.instrumentCluster(r)
 	r.Gauge("promptmq_connections_current", "MQTT connections open past CONNECT.", "",
 		gauge(func(g *GaugeSnapshot) float64 { return float64(g.Connections) }))
 	r.Counter("promptmq_connections_total", "MQTT connections accepted with a successful CONNACK since start.", "", s.Connected.Load)

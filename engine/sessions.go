@@ -101,6 +101,9 @@ func (b *Broker) attach(c *client, id string, cleanStart bool, expiry uint32, wi
 		if pendingWill != nil {
 			b.publishWill(pendingWill)
 		}
+		if b.cluster != nil {
+			b.clusterAttached(id, will)
+		}
 		return e, present, true
 	}
 }
@@ -111,6 +114,9 @@ func (b *Broker) attach(c *client, id string, cleanStart bool, expiry uint32, wi
 func (b *Broker) detach(c *client, graceful bool) {
 	b.connections.Add(-1)
 	e := c.e
+	if b.cluster != nil {
+		b.cluster.ClearWill(e.s.ClientID) // this node publishes it, or it was discarded
+	}
 	b.mu.Lock()
 	delete(b.clients, c)
 	e.mu.Lock()
@@ -212,6 +218,9 @@ func (b *Broker) endSessionLocked(e *entry) *session.Will {
 	e.pendingWill = nil
 	for filter := range e.s.Subscriptions {
 		b.router.Unsubscribe(e.s.Key, filter)
+		if b.cluster != nil {
+			b.clusterUnsubscribed(e.s.Key, filter)
+		}
 	}
 	clear(e.s.Subscriptions)
 	e.s.Clear()
@@ -223,6 +232,9 @@ func (b *Broker) endSessionLocked(e *entry) *session.Will {
 	}
 	if b.sessions[id] == e {
 		delete(b.sessions, id)
+		if b.cluster != nil {
+			b.cluster.Release(id)
+		}
 	}
 	b.registry.remove(e.key)
 	return will
@@ -252,9 +264,26 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) *durableWork {
 // when they failed: its publisher is then refused, and a refused PUBLISH must not have been
 // forwarded (DESIGN.md, step 8; store.go).
 func (b *Broker) routeBehind(msg *session.Message, m *topics.Matches, behind bool) *durableWork {
+	if b.cluster != nil {
+		b.forward(msg)
+	}
+	return b.deliverMatching(msg, m, behind)
+}
+
+// deliverMatching is routeBehind on this node only: a message another node forwarded comes
+// in here (cluster.go).
+func (b *Broker) deliverMatching(msg *session.Message, m *topics.Matches, behind bool) *durableWork {
 	m.Reset()
 	b.router.Match(msg.Topic, msg.Publisher, b.online, m)
+	if b.cluster != nil {
+		dropShared(m)
+	}
 	b.keepReaders(m, msg.Topic) // a subscription wider than the ACL gets only what it allows
+	return b.deliverTo(msg, m, behind)
+}
+
+// deliverTo delivers msg to m's deliveries, its durable effects first.
+func (b *Broker) deliverTo(msg *session.Message, m *topics.Matches, behind bool) *durableWork {
 	var work *durableWork
 	if b.durable && (msg.QoS > 0 || msg.Retain) {
 		// Rows go to the store before the message reaches any queue, so that no PUBACK's

@@ -17,6 +17,12 @@ func serve(ctx context.Context, cfg *conf.Config, logger *slog.Logger, hup *relo
 	if err != nil {
 		return fmt.Errorf("start broker: %w", err)
 	}
+	leave, err := joinCluster(cfg, b, logger)
+	if err != nil {
+		b.Shutdown()
+		return err
+	}
+	defer leave()
 	tel, err := startTelemetry(cfg, b, logger)
 	if err != nil {
 		return err

@@ -1,0 +1,19 @@
+// Package cluster makes several promptmqd nodes act as one broker, with NATS as the distributed
+// engine: an embedded nats-server per node (routes between nodes, interest-based routing, queue
+// groups) or an existing NATS cluster. It owns the mapping of MQTT topics and filters to NATS
+// subjects, forwarding of accepted messages to the nodes with interest, shared subscription
+// groups across nodes (one NATS queue group each), retained state kept on every node,
+// session takeover across nodes, node health by heartbeat, and publication of a dead node's
+// wills. It never parses MQTT messages: the engine hands it encoded PUBLISH packets and
+// opaque session bytes (through the Local interface it implements), and this package moves
+// them.
+//
+// Subjects used (all in the NATS account of the node's connections):
+//
+//	pmq.m.<levels>   a forwarded message (header + PUBLISH); queue groups for $share
+//	pmq.r            a retained update, to every node
+//	pmq.snap.<node>  a request for a node's retained snapshot (reply: one message per entry)
+//	pmq.s.<client>   takeover request to the node holding that client's session
+//	pmq.hb           heartbeats
+//	pmq.w            wills of each node's connected clients, set and cleared
+package cluster

@@ -1,0 +1,848 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Config is what a node is started from (the [cluster] section plus what it needs of others).
+type Config struct {
+	// NodeID names the node; empty means read DataDir/node-id, or generate and write it.
+	NodeID  string
+	DataDir string
+	// Bind is the embedded server's route listener, host:port.
+	Bind string
+	// Peers are route addresses of other nodes.
+	Peers []string
+	// NATSURL joins an existing NATS cluster instead of embedding a server.
+	NATSURL string
+	Logger  *slog.Logger
+	// HeartbeatInterval and DeadAfter tune failure detection; zero means 1 s and 3 s.
+	HeartbeatInterval, DeadAfter time.Duration
+}
+
+// Local is the engine's side: what a node asks of the broker it belongs to. Packets are MQTT
+// 5.0 PUBLISH packets as the engine encodes them; session state is opaque bytes the engine
+// both writes and reads.
+type Local interface {
+	// DeliverRemote routes a message accepted by another node to this node's non-shared
+	// subscribers (not to $share groups, and with no retained update).
+	DeliverRemote(packet []byte)
+	// DeliverShared gives a message to one local member of the shared subscription filter
+	// ("$share/g/f"), which NATS chose this node for.
+	DeliverShared(filter string, packet []byte)
+	// ApplyRetained sets (or, for an empty payload, clears) a retained message decided by
+	// another node.
+	ApplyRetained(packet []byte)
+	// VisitRetained calls fn for every retained message this node holds.
+	VisitRetained(fn func(topic string, packet []byte))
+	// TakeOver ends the local session of clientID, disconnecting its client with 0x8E; when
+	// export is set it returns the session's state for the node that takes it.
+	TakeOver(clientID string, export bool) []byte
+	// PublishWill publishes the will of a client of a node that died.
+	PublishWill(packet []byte)
+}
+
+// Stats are the node's counters, read with atomic loads.
+type Stats struct {
+	ForwardedMessages, ForwardedBytes atomic.Uint64
+	ReceivedMessages, ReceivedBytes   atomic.Uint64
+	RouteErrors                       atomic.Uint64
+}
+
+const (
+	clusterName    = "promptmq"
+	retainedSubj   = "pmq.r"
+	heartbeatSubj  = "pmq.hb"
+	willSubj       = "pmq.w"
+	snapshotPrefix = "pmq.snap."
+	inboxSize      = 1 << 16
+	// maxPayload bounds one NATS message: a PUBLISH (mqtt.max-packet-size) or an exported
+	// session with its queue.
+	maxPayload = 8 << 20
+	// maxControlLine must hold the subject of the longest topic after escaping.
+	maxControlLine  = 256 << 10
+	takeoverWait    = 5 * time.Second
+	subjectCacheMax = 4096
+)
+
+// Node is this process's membership in the cluster.
+//
+// Design: two NATS connections. pub has No Echo: it publishes every frame and holds the plain
+// subscriptions, so a node never receives its own forwarded messages (it routed them locally
+// already). queue holds the $share queue subscriptions and has echo on, so this node's own
+// member is a candidate like any other for a message it published. Received frames go into
+// two channels: data (forwarded messages, one goroutine, which keeps per-origin order and lets
+// dedupe use a high-water mark) and control (retained, heartbeats, wills, snapshots), so a
+// flood of data cannot delay heartbeats into a false death. Rejected: one async NATS handler
+// per subscription: nats.go runs each on its own goroutine, so copies of one message through
+// overlapping filters, and one publisher's messages through different filters, would race.
+//
+// Lock order: pubMu, intMu, retMu, peerMu and willMu are leaves, never held together, except
+// retMu which is held while calling Local.ApplyRetained (the engine then takes its retained
+// index lock; VisitRetained is never called with retMu held).
+type Node struct {
+	cfg         Config
+	id          string
+	incarnation uint64
+	log         *slog.Logger
+	local       Local
+	srv         *server.Server
+	pub, queue  *nats.Conn
+	data, ctrl  chan *nats.Msg
+	stats       Stats
+	stop        chan struct{}
+	loops       sync.WaitGroup
+
+	pubMu    sync.Mutex // guards seq, pubBuf and subjects
+	seq      uint64
+	pubBuf   []byte
+	subjects map[string]string
+
+	intMu    sync.Mutex
+	interest map[string]*interest
+	holds    map[string]*nats.Subscription
+	shareOf  sync.Map // *nats.Subscription -> the "$share/g/f" filter
+
+	retMu    sync.Mutex
+	versions map[string]version
+
+	peerMu sync.Mutex
+	peers  map[string]*peer
+
+	willMu   sync.Mutex
+	wills    map[string]map[string][]byte // by origin/incarnation, then client id
+	ownWills map[string][]byte
+	dedupe   dedupe // data loop only
+	ctrlSubs []*nats.Subscription
+}
+
+type interest struct {
+	count int
+	subs  []*nats.Subscription
+}
+
+// version orders retained updates of one topic: last writer wins, by origin time, then id.
+type version struct {
+	at      int64
+	origin  string
+	deleted bool
+}
+
+func (v version) newer(than version) bool {
+	return v.at > than.at || v.at == than.at && v.origin > than.origin
+}
+
+type peer struct {
+	incarnation uint64
+	lastSeen    time.Time
+}
+
+// Start runs the node: the embedded NATS server (unless NATSURL is set), its connections and
+// loops. local receives what other nodes send from the moment Start returns.
+func Start(cfg Config, local Local) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 3 * cfg.HeartbeatInterval
+	}
+	id, err := nodeID(cfg.NodeID, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, id: id, log: cfg.Logger.With("node", id), local: local,
+		incarnation: uint64(time.Now().UnixNano()),
+		data:        make(chan *nats.Msg, inboxSize),
+		ctrl:        make(chan *nats.Msg, inboxSize),
+		stop:        make(chan struct{}),
+		subjects:    make(map[string]string),
+		interest:    make(map[string]*interest),
+		holds:       make(map[string]*nats.Subscription),
+		versions:    make(map[string]version),
+		peers:       make(map[string]*peer),
+		wills:       make(map[string]map[string][]byte),
+		ownWills:    make(map[string][]byte),
+	}
+	n.seq = n.incarnation
+	url := cfg.NATSURL
+	if url == "" {
+		if n.srv, err = startServer(id, cfg.Bind, cfg.Peers); err != nil {
+			return nil, err
+		}
+		url = n.srv.ClientURL()
+	}
+	if err := n.connect(url); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	n.loops.Add(3)
+	go n.dataLoop()
+	go n.ctrlLoop()
+	go n.heartbeatLoop()
+	n.log.Info("cluster node started", "incarnation", n.incarnation, "nats", url, "bind", cfg.Bind, "peers", cfg.Peers)
+	return n, nil
+}
+
+// nodeID returns the configured id, or the one kept in dataDir, or a new one it keeps there.
+func nodeID(configured, dataDir string) (string, error) {
+	if configured != "" {
+		return configured, nil
+	}
+	if dataDir == "" {
+		return "", errors.New("cluster: node-id is empty and there is no data directory to keep a generated one")
+	}
+	path := filepath.Join(dataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("cluster: read node id: %w", err)
+	}
+	var raw [8]byte
+	_, _ = rand.Read(raw[:])
+	id := hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return "", fmt.Errorf("cluster: keep node id: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("cluster: keep node id: %w", err)
+	}
+	return id, nil
+}
+
+func startServer(id, bind string, peers []string) (*server.Server, error) {
+	host, portText, err := net.SplitHostPort(bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind %q: %w", bind, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind %q: %w", bind, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName:     id,
+		Host:           "127.0.0.1",
+		Port:           server.RANDOM_PORT,
+		NoLog:          true,
+		NoSigs:         true,
+		MaxPayload:     maxPayload,
+		MaxControlLine: maxControlLine,
+		Cluster:        server.ClusterOpts{Name: clusterName, Host: host, Port: port},
+	}
+	for _, p := range peers {
+		u, err := url.Parse("nats-route://" + p)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: peer %q: %w", p, err)
+		}
+		opts.Routes = append(opts.Routes, u)
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: embedded NATS server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("cluster: embedded NATS server did not start (route listener %s)", bind)
+	}
+	return srv, nil
+}
+
+func (n *Node) connect(url string) error {
+	opts := []nats.Option{
+		nats.Name("promptmq-" + n.id),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			n.stats.RouteErrors.Add(1)
+			n.log.Warn("cluster: NATS error", "err", err)
+		}),
+	}
+	var err error
+	if n.pub, err = nats.Connect(url, append(opts, nats.NoEcho())...); err != nil {
+		return fmt.Errorf("cluster: connect to NATS %s: %w", url, err)
+	}
+	if n.queue, err = nats.Connect(url, opts...); err != nil {
+		return fmt.Errorf("cluster: connect to NATS %s: %w", url, err)
+	}
+	for _, subj := range []string{retainedSubj, heartbeatSubj, willSubj, snapshotPrefix + n.id} {
+		sub, err := n.pub.ChanSubscribe(subj, n.ctrl)
+		if err != nil {
+			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
+		}
+		n.ctrlSubs = append(n.ctrlSubs, sub)
+	}
+	return n.pub.Flush()
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.id }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() *Stats { return &n.stats }
+
+// ForwardedMessages counts messages sent to other nodes.
+func (n *Node) ForwardedMessages() uint64 { return n.stats.ForwardedMessages.Load() }
+
+// ForwardedBytes counts the bytes of those messages.
+func (n *Node) ForwardedBytes() uint64 { return n.stats.ForwardedBytes.Load() }
+
+// ReceivedMessages counts forwarded messages received from other nodes.
+func (n *Node) ReceivedMessages() uint64 { return n.stats.ReceivedMessages.Load() }
+
+// ReceivedBytes counts the bytes of those messages.
+func (n *Node) ReceivedBytes() uint64 { return n.stats.ReceivedBytes.Load() }
+
+// RouteErrors counts failures to send, receive or decode.
+func (n *Node) RouteErrors() uint64 { return n.stats.RouteErrors.Load() }
+
+// LiveNodes counts the nodes heard from recently, this one included.
+func (n *Node) LiveNodes() int {
+	n.peerMu.Lock()
+	defer n.peerMu.Unlock()
+	return 1 + len(n.peers)
+}
+
+// Stop leaves the cluster: peers see the heartbeats stop. Wills of this node's clients are
+// the engine's to publish (its clients are disconnected by its own shutdown).
+func (n *Node) Stop() {
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	close(n.stop)
+	if n.pub != nil {
+		n.pub.Close()
+	}
+	if n.queue != nil {
+		n.queue.Close()
+	}
+	n.loops.Wait()
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+	}
+}
+
+// Forward sends a message accepted on this node to every node with interest in its topic,
+// and, when retain is set, the retained update to every node (cleared: the payload is empty,
+// which clears the topic's retained message [MQTT-3.3.1-6]). packet is the engine's PUBLISH
+// encoding; it is copied before Forward returns.
+func (n *Node) Forward(topic string, packet []byte, retain, cleared bool) {
+	if strings.HasPrefix(topic, "$SYS/") {
+		return // each node's own statistics, not the cluster's
+	}
+	n.pubMu.Lock()
+	n.seq++
+	subject, ok := n.subjects[topic]
+	if !ok {
+		if len(n.subjects) >= subjectCacheMax {
+			clear(n.subjects)
+		}
+		subject = string(AppendSubject(nil, topic))
+		n.subjects[topic] = subject
+	}
+	buf := appendHeader(n.pubBuf[:0], kindMessage, n.id, n.seq)
+	buf = append(buf, packet...)
+	n.pubBuf = buf
+	err := n.pub.Publish(subject, buf)
+	n.pubMu.Unlock()
+	n.published(len(buf), err)
+	if retain {
+		n.forwardRetained(topic, packet, cleared)
+	}
+}
+
+func (n *Node) published(size int, err error) {
+	if err != nil {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	n.stats.ForwardedMessages.Add(1)
+	n.stats.ForwardedBytes.Add(uint64(size))
+}
+
+// forwardRetained records this node's retained update and broadcasts it.
+func (n *Node) forwardRetained(topic string, packet []byte, cleared bool) {
+	v := version{at: time.Now().UnixNano(), origin: n.id, deleted: cleared}
+	n.retMu.Lock()
+	n.versions[topic] = v
+	n.retMu.Unlock()
+	frame := appendRetained(nil, n.id, topic, v, packet)
+	n.published(len(frame), n.pub.Publish(retainedSubj, frame))
+}
+
+func appendRetained(dst []byte, origin, topic string, v version, packet []byte) []byte {
+	dst = appendHeader(dst, kindRetained, origin, uint64(v.at))
+	deleted := byte(0)
+	if v.deleted {
+		deleted = 1
+	}
+	dst = append(dst, deleted)
+	dst = appendString16(dst, topic)
+	return append(dst, packet...)
+}
+
+// Subscribe records that a local session holds filter (as sent, "$share/g/f" included). The
+// first holder of a filter subscribes in NATS; later ones only count.
+func (n *Node) Subscribe(filter string) {
+	n.intMu.Lock()
+	defer n.intMu.Unlock()
+	in := n.interest[filter]
+	if in != nil {
+		in.count++
+		return
+	}
+	in = &interest{count: 1}
+	n.interest[filter] = in
+	inner, shared := shareInner(filter)
+	if !shared {
+		inner = filter
+	}
+	for _, subj := range FilterSubjects(inner) {
+		var sub *nats.Subscription
+		var err error
+		if shared {
+			sub, err = n.queue.ChanQueueSubscribe(subj, queueName(filter), n.data)
+			if err == nil {
+				n.shareOf.Store(sub, filter)
+			}
+		} else {
+			sub, err = n.pub.ChanSubscribe(subj, n.data)
+		}
+		if err != nil {
+			n.stats.RouteErrors.Add(1)
+			n.log.Warn("cluster: subscribe failed", "filter", filter, "subject", subj, "err", err)
+			continue
+		}
+		in.subs = append(in.subs, sub)
+	}
+}
+
+// Unsubscribe drops one local holder of filter; the last one unsubscribes in NATS.
+func (n *Node) Unsubscribe(filter string) {
+	n.intMu.Lock()
+	defer n.intMu.Unlock()
+	in := n.interest[filter]
+	if in == nil {
+		return
+	}
+	if in.count--; in.count > 0 {
+		return
+	}
+	delete(n.interest, filter)
+	for _, sub := range in.subs {
+		_ = sub.Unsubscribe()
+		n.shareOf.Delete(sub)
+	}
+}
+
+// Interest is the number of local holders of filter (for tests and diagnostics).
+func (n *Node) Interest(filter string) int {
+	n.intMu.Lock()
+	defer n.intMu.Unlock()
+	if in := n.interest[filter]; in != nil {
+		return in.count
+	}
+	return 0
+}
+
+// shareInner returns the filter of "$share/{group}/{filter}".
+func shareInner(filter string) (inner string, ok bool) {
+	rest, found := strings.CutPrefix(filter, "$share/")
+	if !found {
+		return "", false
+	}
+	_, inner, ok = strings.Cut(rest, "/")
+	return inner, ok
+}
+
+// dataLoop handles forwarded messages, in the order the connections received them.
+func (n *Node) dataLoop() {
+	defer n.loops.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case m := <-n.data:
+			n.stats.ReceivedMessages.Add(1)
+			n.stats.ReceivedBytes.Add(uint64(len(m.Data)))
+			f, err := parseFrame(m.Data)
+			if err != nil || f.kind != kindMessage {
+				n.stats.RouteErrors.Add(1)
+				continue
+			}
+			if filter, shared := n.shareOf.Load(m.Sub); shared {
+				n.local.DeliverShared(filter.(string), f.rest)
+				continue
+			}
+			if n.dedupe.first(f.origin, f.n) {
+				n.local.DeliverRemote(f.rest)
+			}
+		}
+	}
+}
+
+// ctrlLoop handles retained updates, snapshots, heartbeats and wills.
+func (n *Node) ctrlLoop() {
+	defer n.loops.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case m := <-n.ctrl:
+			f, err := parseFrame(m.Data)
+			if err != nil {
+				n.stats.RouteErrors.Add(1)
+				continue
+			}
+			switch f.kind {
+			case kindRetained:
+				n.applyRetained(f)
+			case kindSnapEnd:
+				_ = m.Sub.Unsubscribe()
+			case kindHeartbeat:
+				n.heard(string(f.origin), f.n)
+			case kindWill:
+				n.recordWill(f)
+			case kindSnapAsk:
+				if m.Reply != "" {
+					go n.sendSnapshot(m.Reply)
+				}
+			default:
+				n.stats.RouteErrors.Add(1)
+			}
+		}
+	}
+}
+
+func (n *Node) applyRetained(f frame) {
+	if len(f.rest) < 1 {
+		return
+	}
+	v := version{at: int64(f.n), origin: string(f.origin), deleted: f.rest[0] == 1}
+	topic, packet, err := cutString16(f.rest[1:])
+	if err != nil {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	n.retMu.Lock()
+	defer n.retMu.Unlock()
+	if cur, ok := n.versions[topic]; ok && !v.newer(cur) {
+		return
+	}
+	n.versions[topic] = v
+	n.local.ApplyRetained(packet)
+}
+
+// requestSnapshot asks peer for every retained message it holds; the frames come back into
+// the control loop through a fresh inbox, which the final frame unsubscribes.
+func (n *Node) requestSnapshot(peer string) {
+	inbox := nats.NewInbox()
+	sub, err := n.pub.ChanSubscribe(inbox, n.ctrl)
+	if err != nil {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	ask := appendHeader(nil, kindSnapAsk, n.id, n.incarnation)
+	if err := n.pub.PublishRequest(snapshotPrefix+peer, inbox, ask); err != nil {
+		_ = sub.Unsubscribe()
+		n.stats.RouteErrors.Add(1)
+	}
+}
+
+// sendSnapshot streams this node's retained messages, and the clears it knows of, to reply.
+// The messages are gathered first so VisitRetained never runs with retMu held.
+func (n *Node) sendSnapshot(reply string) {
+	type item struct {
+		topic  string
+		packet []byte
+	}
+	var items []item
+	n.local.VisitRetained(func(topic string, packet []byte) {
+		items = append(items, item{topic, append([]byte(nil), packet...)})
+	})
+	n.retMu.Lock()
+	versions := make(map[string]version, len(n.versions))
+	for t, v := range n.versions {
+		versions[t] = v
+	}
+	n.retMu.Unlock()
+	var buf []byte
+	for _, it := range items {
+		v := versions[it.topic]
+		if v.origin == "" {
+			v.origin = n.id // known only from this node's store: the oldest possible version
+		}
+		delete(versions, it.topic)
+		buf = appendRetained(buf[:0], v.origin, it.topic, v, it.packet)
+		n.published(len(buf), n.pub.Publish(reply, buf))
+	}
+	for topic, v := range versions {
+		if v.deleted {
+			buf = appendRetained(buf[:0], v.origin, topic, v, nil)
+			n.published(len(buf), n.pub.Publish(reply, buf))
+		}
+	}
+	end := append([]byte{kindSnapEnd, byte(len(n.id))}, n.id...)
+	n.published(len(end), n.pub.Publish(reply, end))
+}
+
+// heartbeatLoop announces this node and declares silent peers dead.
+func (n *Node) heartbeatLoop() {
+	defer n.loops.Done()
+	tick := time.NewTicker(n.cfg.HeartbeatInterval / 2)
+	defer tick.Stop()
+	var last time.Time
+	hb := appendHeader(nil, kindHeartbeat, n.id, n.incarnation)
+	for {
+		select {
+		case <-n.stop:
+			return
+		case t := <-tick.C:
+			if t.Sub(last) >= n.cfg.HeartbeatInterval {
+				last = t
+				if err := n.pub.Publish(heartbeatSubj, hb); err != nil {
+					n.stats.RouteErrors.Add(1)
+				}
+			}
+			n.checkPeers(t)
+		}
+	}
+}
+
+// heard records a heartbeat. A new node, or a new incarnation of one (it restarted, perhaps
+// faster than DeadAfter), gets this node's retained snapshot request and its wills again.
+func (n *Node) heard(origin string, incarnation uint64) {
+	if origin == n.id {
+		return
+	}
+	n.peerMu.Lock()
+	p := n.peers[origin]
+	fresh := p == nil || p.incarnation != incarnation
+	var died uint64
+	if p != nil && p.incarnation != incarnation {
+		died = p.incarnation
+	}
+	if p == nil {
+		p = &peer{}
+		n.peers[origin] = p
+	}
+	p.incarnation, p.lastSeen = incarnation, time.Now()
+	n.peerMu.Unlock()
+	if died != 0 {
+		n.nodeDied(origin, died)
+	}
+	if fresh {
+		n.log.Info("cluster: node joined", "peer", origin)
+		n.requestSnapshot(origin)
+		n.rebroadcastWills()
+	}
+}
+
+func (n *Node) checkPeers(t time.Time) {
+	type dead struct {
+		id          string
+		incarnation uint64
+	}
+	var gone []dead
+	n.peerMu.Lock()
+	for id, p := range n.peers {
+		if t.Sub(p.lastSeen) > n.cfg.DeadAfter {
+			gone = append(gone, dead{id, p.incarnation})
+			delete(n.peers, id)
+		}
+	}
+	n.peerMu.Unlock()
+	for _, d := range gone {
+		n.log.Warn("cluster: node dead", "peer", d.id, "silent_for", n.cfg.DeadAfter)
+		n.nodeDied(d.id, d.incarnation)
+	}
+}
+
+// nodeDied publishes the wills of a dead node's clients when this node is the live node with
+// the lowest id: every live node reaches the same verdict from its own peer table, with no
+// election. The others forget those wills.
+func (n *Node) nodeDied(id string, incarnation uint64) {
+	key := willKey(id, incarnation)
+	n.willMu.Lock()
+	wills := n.wills[key]
+	delete(n.wills, key)
+	n.willMu.Unlock()
+	if len(wills) == 0 || !n.lowestLive() {
+		return
+	}
+	n.log.Info("cluster: publishing the wills of a dead node", "peer", id, "wills", len(wills))
+	for _, packet := range wills {
+		n.local.PublishWill(packet)
+	}
+}
+
+func (n *Node) lowestLive() bool {
+	n.peerMu.Lock()
+	defer n.peerMu.Unlock()
+	for id := range n.peers {
+		if id < n.id {
+			return false
+		}
+	}
+	return true
+}
+
+func willKey(id string, incarnation uint64) string {
+	return id + "/" + strconv.FormatUint(incarnation, 10)
+}
+
+// SetWill announces the will of a client connected to this node, so a peer publishes it if
+// this node dies.
+func (n *Node) SetWill(clientID string, packet []byte) {
+	n.willMu.Lock()
+	n.ownWills[clientID] = append([]byte(nil), packet...)
+	n.willMu.Unlock()
+	n.sendWill(clientID, packet, true)
+}
+
+// ClearWill withdraws a will: the client left cleanly, was taken over, or its will was
+// published by this node.
+func (n *Node) ClearWill(clientID string) {
+	n.willMu.Lock()
+	_, had := n.ownWills[clientID]
+	delete(n.ownWills, clientID)
+	n.willMu.Unlock()
+	if had {
+		n.sendWill(clientID, nil, false)
+	}
+}
+
+func (n *Node) sendWill(clientID string, packet []byte, set bool) {
+	b := appendHeader(nil, kindWill, n.id, n.incarnation)
+	flag := byte(0)
+	if set {
+		flag = 1
+	}
+	b = append(b, flag)
+	b = appendString16(b, clientID)
+	b = append(b, packet...)
+	n.published(len(b), n.pub.Publish(willSubj, b))
+}
+
+func (n *Node) rebroadcastWills() {
+	n.willMu.Lock()
+	own := make(map[string][]byte, len(n.ownWills))
+	for id, p := range n.ownWills {
+		own[id] = p
+	}
+	n.willMu.Unlock()
+	for id, p := range own {
+		n.sendWill(id, p, true)
+	}
+}
+
+func (n *Node) recordWill(f frame) {
+	if len(f.rest) < 1 {
+		return
+	}
+	set := f.rest[0] == 1
+	client, packet, err := cutString16(f.rest[1:])
+	if err != nil {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	key := willKey(string(f.origin), f.n)
+	n.willMu.Lock()
+	defer n.willMu.Unlock()
+	if !set {
+		delete(n.wills[key], client)
+		return
+	}
+	m := n.wills[key]
+	if m == nil {
+		m = make(map[string][]byte)
+		n.wills[key] = m
+	}
+	m[client] = packet
+}
+
+// Hold makes this node answer takeover requests for clientID: it now holds that session.
+func (n *Node) Hold(clientID string) {
+	n.intMu.Lock()
+	defer n.intMu.Unlock()
+	if n.holds[clientID] != nil {
+		return
+	}
+	sub, err := n.pub.Subscribe(sessionSubject(clientID), func(m *nats.Msg) {
+		export := len(m.Data) > 0 && m.Data[0] == 1
+		// TakeOver waits for the connection to end: not on nats.go's dispatch goroutine.
+		go func() {
+			state := n.local.TakeOver(clientID, export)
+			if err := m.Respond(state); err != nil {
+				n.stats.RouteErrors.Add(1)
+			}
+		}()
+	})
+	if err != nil {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	n.holds[clientID] = sub
+}
+
+// Release stops answering for clientID: the session ended here.
+func (n *Node) Release(clientID string) {
+	n.intMu.Lock()
+	sub := n.holds[clientID]
+	delete(n.holds, clientID)
+	n.intMu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+}
+
+// Claim asks the other nodes for clientID's session before this node accepts its CONNECT.
+// The node holding it disconnects its client with 0x8E and, unless cleanStart, returns the
+// session's state, which Claim returns. No holder answers at once (NATS no-responders), so a
+// client id new to the cluster costs one round trip to the local NATS server.
+func (n *Node) Claim(clientID string, cleanStart bool) []byte {
+	req := []byte{1}
+	if cleanStart {
+		req[0] = 0
+	}
+	reply, err := n.pub.Request(sessionSubject(clientID), req, takeoverWait)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil
+	case err != nil:
+		n.stats.RouteErrors.Add(1)
+		n.log.Warn("cluster: takeover request failed", "client", clientID, "err", err)
+		return nil
+	}
+	if len(reply.Data) == 0 {
+		return nil
+	}
+	return reply.Data
+}

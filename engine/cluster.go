@@ -1,0 +1,572 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/session"
+	"github.com/x0a1b/promptmq/telemetry"
+	"github.com/x0a1b/promptmq/topics"
+)
+
+// Cluster is what the engine needs of the nodes it shares clients with. Package cluster's
+// *Node implements it; the engine does not import that package (DESIGN.md), cmd/promptmqd
+// joins the two. Packets are MQTT 5.0 PUBLISH packets as encoded here; session state is bytes
+// only this file writes and reads.
+type Cluster interface {
+	// Forward sends a message this node accepted to the other nodes with interest, and a
+	// retained update (cleared: the empty payload that clears a topic) to every node.
+	Forward(topic string, packet []byte, retain, cleared bool)
+	// Subscribe and Unsubscribe count the local holders of a filter ("$share/g/f" included).
+	Subscribe(filter string)
+	Unsubscribe(filter string)
+	// Claim takes clientID's session from the node holding it, which disconnects its client
+	// with 0x8E; it returns the exported state when cleanStart is false and there was one.
+	Claim(clientID string, cleanStart bool) []byte
+	// Hold and Release say this node holds (or no longer holds) clientID's session.
+	Hold(clientID string)
+	Release(clientID string)
+	// SetWill and ClearWill keep the peers' copy of this node's clients' wills, which a peer
+	// publishes if this node dies.
+	SetWill(clientID string, packet []byte)
+	ClearWill(clientID string)
+
+	// What the cluster counts, for the broker's metrics.
+	LiveNodes() int
+	ForwardedMessages() uint64
+	ForwardedBytes() uint64
+	ReceivedMessages() uint64
+	ReceivedBytes() uint64
+	RouteErrors() uint64
+}
+
+// instrumentCluster registers the cluster's metrics when the broker is clustered.
+func (b *Broker) instrumentCluster(r *telemetry.Registry) {
+	c := b.cluster
+	if c == nil {
+		return
+	}
+	r.Gauge("promptmq_cluster_nodes", "Cluster nodes heard from within the failure timeout, this one included.", "",
+		func() float64 { return float64(c.LiveNodes()) })
+	r.Counter("promptmq_cluster_forwarded_messages_total", "Messages this node sent to other nodes (forwarded publishes, retained and will updates).", "", c.ForwardedMessages)
+	r.Counter("promptmq_cluster_forwarded_bytes_total", "Bytes of the messages sent to other nodes.", "", c.ForwardedBytes)
+	r.Counter("promptmq_cluster_received_messages_total", "Forwarded messages received from other nodes.", "", c.ReceivedMessages)
+	r.Counter("promptmq_cluster_received_bytes_total", "Bytes of the forwarded messages received from other nodes.", "", c.ReceivedBytes)
+	r.Counter("promptmq_cluster_route_errors_total", "Failures to send to, receive from or decode for other nodes.", "", c.RouteErrors)
+}
+
+// clusterState is the engine's side of clustering; it exists only when a Cluster is attached,
+// so a single node pays one nil check per PUBLISH for all of this.
+//
+// Invariants: shares holds, for each "$share/g/f" filter, the local members subscribed to it;
+// a queue message NATS gives this node for that filter goes to exactly one of them (the next
+// online one in turn, else any member, which queues it). matches and scratch are used only by
+// the cluster's data loop (DeliverRemote, DeliverShared), which is one goroutine.
+type clusterState struct {
+	mu     sync.Mutex
+	shares map[string]*shareMembers
+
+	matches topics.Matches
+	scratch packets.Publish
+}
+
+type shareMembers struct {
+	next    int
+	members []shareMember
+}
+
+type shareMember struct {
+	key  uint64
+	opts topics.SubOptions
+	id   uint32
+}
+
+// AttachCluster joins the broker to a cluster. Call it after New (recovery) and before Listen:
+// the sessions and subscriptions recovered from the store are announced to the cluster here.
+func (b *Broker) AttachCluster(c Cluster) {
+	b.cs = &clusterState{shares: make(map[string]*shareMembers)}
+	b.cluster = c
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id, e := range b.sessions {
+		c.Hold(id)
+		e.mu.Lock()
+		for filter, s := range e.s.Subscriptions {
+			b.clusterSubscribed(e.s.Key, filter, s.Options, s.ID, false)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// ClusterLocal returns what the cluster calls into: the receiving side of forwarding,
+// retained state, takeover and wills. Its method set is cluster.Local.
+func (b *Broker) ClusterLocal() *ClusterLocal { return &ClusterLocal{b: b} }
+
+// ClusterLocal is the broker as the cluster sees it (cluster.Local).
+type ClusterLocal struct{ b *Broker }
+
+// clusterSubscribed records a local subscription with the cluster; replaced is a SUBSCRIBE of
+// a filter the session already held, which changes its options and not the count.
+func (b *Broker) clusterSubscribed(key uint64, filter string, opts topics.SubOptions, id uint32, replaced bool) {
+	if !replaced {
+		b.cluster.Subscribe(filter)
+	}
+	if _, _, shared := topics.ParseShare(filter); !shared {
+		return
+	}
+	b.cs.mu.Lock()
+	defer b.cs.mu.Unlock()
+	g := b.cs.shares[filter]
+	if g == nil {
+		g = &shareMembers{}
+		b.cs.shares[filter] = g
+	}
+	for i := range g.members {
+		if g.members[i].key == key {
+			g.members[i] = shareMember{key, opts, id}
+			return
+		}
+	}
+	g.members = append(g.members, shareMember{key, opts, id})
+}
+
+// clusterUnsubscribed undoes clusterSubscribed.
+func (b *Broker) clusterUnsubscribed(key uint64, filter string) {
+	b.cluster.Unsubscribe(filter)
+	if _, _, shared := topics.ParseShare(filter); !shared {
+		return
+	}
+	b.cs.mu.Lock()
+	defer b.cs.mu.Unlock()
+	g := b.cs.shares[filter]
+	if g == nil {
+		return
+	}
+	for i := range g.members {
+		if g.members[i].key == key {
+			g.members = append(g.members[:i], g.members[i+1:]...)
+			break
+		}
+	}
+	if len(g.members) == 0 {
+		delete(b.cs.shares, filter)
+	}
+}
+
+// clusterAttached runs after a connection attached to its session: this node holds the session
+// now, and the peers keep a copy of the will.
+func (b *Broker) clusterAttached(id string, will *session.Will) {
+	b.cluster.Hold(id)
+	if will == nil {
+		b.cluster.ClearWill(id)
+		return
+	}
+	buf := b.encodeMessage(will.Message, will.Message.QoS, will.Message.Retain)
+	b.cluster.SetWill(id, *buf)
+	b.writeBuffers.Put(buf)
+}
+
+// forward hands a message accepted here to the cluster. $SYS topics are each node's own
+// statistics and stay on it.
+func (b *Broker) forward(msg *session.Message) {
+	if strings.HasPrefix(msg.Topic, "$SYS/") {
+		return
+	}
+	buf := b.encodeMessage(msg, msg.QoS, msg.Retain)
+	b.cluster.Forward(msg.Topic, *buf, msg.Retain, len(msg.Payload) == 0)
+	b.writeBuffers.Put(buf)
+}
+
+// encodeMessage writes msg as a 5.0 PUBLISH into a pooled buffer the caller puts back.
+func (b *Broker) encodeMessage(msg *session.Message, qos byte, retain bool) *[]byte {
+	buf := b.writeBuffers.Get().(*[]byte)
+	pk := b.packets.Get().(*packets.Packet)
+	o := session.Outgoing{Message: msg, QoS: qos, Retain: retain}
+	if qos > 0 {
+		o.PacketID = 1 // a QoS 1/2 PUBLISH needs one [MQTT-2.2.1-3]; the receiver ignores it
+	}
+	*buf = session.AppendPublish((*buf)[:0], &pk.Publish, packets.V5, &o, now(), 0, false)
+	pk.Publish = packets.Publish{}
+	b.packets.Put(pk)
+	return buf
+}
+
+var errBadPacket = errors.New("engine: cluster packet is not a PUBLISH")
+
+// decodePublish parses a packet made by encodeMessage into p, whose slices alias packet.
+func decodePublish(packet []byte, p *packets.Publish) error {
+	if len(packet) < 2 || packets.Type(packet[0]>>4) != packets.TypePublish {
+		return errBadPacket
+	}
+	remaining, i := 0, 1
+	for shift := 0; ; shift += 7 {
+		if i >= len(packet) || i > 4 {
+			return errBadPacket
+		}
+		c := packet[i]
+		i++
+		remaining |= int(c&0x7F) << shift
+		if c < 0x80 {
+			break
+		}
+	}
+	if len(packet)-i != remaining {
+		return errBadPacket
+	}
+	return p.Decode(packets.V5, packet[0]&0x0F, packet[i:])
+}
+
+// dropShared removes $share deliveries from a match: in a cluster a shared group's member is
+// chosen by NATS among every node's members, never by one node's router alone.
+func dropShared(m *topics.Matches) {
+	kept := m.Deliveries[:0]
+	for _, d := range m.Deliveries {
+		if !d.Shared {
+			kept = append(kept, d)
+		}
+	}
+	m.Deliveries = kept
+}
+
+// DeliverRemote routes a message forwarded by another node to this node's subscribers.
+func (l *ClusterLocal) DeliverRemote(packet []byte) {
+	b := l.b
+	p := &b.cs.scratch
+	if err := decodePublish(packet, p); err != nil {
+		b.log.Warn("cluster: dropped a forwarded message", "err", err)
+		return
+	}
+	msg := b.messages.Get(p, p.Topic, 0, now(), 0)
+	if work := b.deliverMatching(msg, &b.cs.matches, false); work != nil {
+		work.done(nil)
+	}
+	msg.Release()
+}
+
+// DeliverShared gives a message to one local member of filter's shared group.
+func (l *ClusterLocal) DeliverShared(filter string, packet []byte) {
+	b := l.b
+	p := &b.cs.scratch
+	if err := decodePublish(packet, p); err != nil {
+		b.log.Warn("cluster: dropped a forwarded message", "err", err)
+		return
+	}
+	member, ok := b.pickShareMember(filter)
+	if !ok {
+		return // the last member left while the message was on its way
+	}
+	msg := b.messages.Get(p, p.Topic, 0, now(), 0)
+	m := &b.cs.matches
+	m.Reset()
+	var ids []uint32
+	if member.id != 0 {
+		ids = []uint32{member.id}
+	}
+	m.Deliveries = append(m.Deliveries, topics.Delivery{Client: member.key, QoS: member.opts.QoS,
+		RetainAsPublished: member.opts.RetainAsPublished, IDs: ids, Shared: true})
+	b.keepReaders(m, msg.Topic)
+	if work := b.deliverTo(msg, m, false); work != nil {
+		work.done(nil)
+	}
+	msg.Release()
+}
+
+// pickShareMember takes the next member of a group in turn, preferring online ones.
+func (b *Broker) pickShareMember(filter string) (shareMember, bool) {
+	b.cs.mu.Lock()
+	defer b.cs.mu.Unlock()
+	g := b.cs.shares[filter]
+	if g == nil || len(g.members) == 0 {
+		return shareMember{}, false
+	}
+	var fallback *shareMember
+	for range g.members {
+		m := &g.members[g.next%len(g.members)]
+		g.next++
+		e := b.registry.get(m.key)
+		if e == nil {
+			continue
+		}
+		if e.online.Load() {
+			return *m, true
+		}
+		if fallback == nil {
+			fallback = m
+		}
+	}
+	if fallback == nil {
+		return shareMember{}, false
+	}
+	return *fallback, true
+}
+
+// ApplyRetained sets or clears a retained message another node decided.
+func (l *ClusterLocal) ApplyRetained(packet []byte) {
+	b := l.b
+	var p packets.Publish
+	if err := decodePublish(packet, &p); err != nil {
+		b.log.Warn("cluster: dropped a retained update", "err", err)
+		return
+	}
+	msg := session.NewMessage(&p, p.Topic, 0, now(), 0)
+	if len(msg.Payload) == 0 {
+		b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
+		if b.durable {
+			b.store.DeleteRetained(msg.Topic, b.logStoreError("delete retained"))
+		}
+		return
+	}
+	b.retained.Set(msg.Topic, msg, msg.Size())
+	if b.durable {
+		b.store.SaveRetained(storedMessage(msg, now()), b.logStoreError("save retained"))
+	}
+}
+
+// VisitRetained encodes every retained message for a peer's snapshot. $SYS topics are each
+// node's own and are not shared.
+func (l *ClusterLocal) VisitRetained(fn func(topic string, packet []byte)) {
+	b := l.b
+	b.retained.Visit("#", func(topic string, msg *session.Message) bool {
+		buf := b.encodeMessage(msg, msg.QoS, true)
+		fn(topic, *buf)
+		b.writeBuffers.Put(buf)
+		return true
+	})
+}
+
+// PublishWill publishes the will of a client of a dead node, as this node's own publication.
+func (l *ClusterLocal) PublishWill(packet []byte) {
+	b := l.b
+	var p packets.Publish
+	if err := decodePublish(packet, &p); err != nil {
+		b.log.Warn("cluster: dropped a will", "err", err)
+		return
+	}
+	var m topics.Matches
+	if work := b.route(session.NewMessage(&p, p.Topic, 0, now(), 0), &m); work != nil {
+		work.done(nil)
+	}
+}
+
+// TakeOver ends the local session of id for another node: a live connection gets DISCONNECT
+// 0x8E [MQTT-3.1.4-3] and is waited for; then the session's state is exported (when asked)
+// and the session ends here, so exactly one node holds it.
+func (l *ClusterLocal) TakeOver(id string, export bool) []byte {
+	b := l.b
+	for {
+		b.mu.Lock()
+		e := b.sessions[id]
+		if e == nil {
+			b.mu.Unlock()
+			return nil
+		}
+		e.mu.Lock()
+		old := e.client
+		e.mu.Unlock()
+		if old != nil {
+			b.mu.Unlock()
+			old.kick(packets.SessionTakenOver)
+			select {
+			case <-old.done:
+			case <-time.After(2 * old.writeTimeout()):
+				b.log.Warn("cluster takeover: connection did not end in time", "client", id)
+				return nil
+			}
+			continue
+		}
+		var state []byte
+		if export {
+			e.mu.Lock()
+			// The session goes on elsewhere: its pending will is cancelled as for a
+			// reconnection here [MQTT-3.1.3-9].
+			if e.willTimer != nil {
+				e.willTimer.Stop()
+				e.willTimer = nil
+			}
+			e.pendingWill = nil
+			state = b.exportSessionLocked(e)
+			e.mu.Unlock()
+		}
+		will := b.endSessionLocked(e)
+		b.mu.Unlock()
+		if will != nil {
+			b.publishWill(will)
+		}
+		return state
+	}
+}
+
+// Session export: expiry u32; subscriptions (u16 count; filter u16+bytes, options byte, id
+// u32); deliveries (u32 count; QoS, flags, packet id u16, ids u16 count + u32 each, PUBLISH
+// u32 length + bytes). Inflight deliveries keep their packet ids so the client's resend state
+// survives the move; queued ones get new ids on the new node. e.mu is held. Deliveries spilled
+// to this node's store (spill.go) are not exported.
+func (b *Broker) exportSessionLocked(e *entry) []byte {
+	s := e.s
+	out := binary.BigEndian.AppendUint32(nil, s.ExpiryInterval)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(s.Subscriptions)))
+	for _, sub := range s.Subscriptions {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(sub.Filter)))
+		out = append(out, sub.Filter...)
+		out = append(out, packOptions(sub.Options))
+		out = binary.BigEndian.AppendUint32(out, sub.ID)
+	}
+	var outs []session.Outgoing
+	s.Resend(func(o *session.Outgoing) { outs = append(outs, *o) })
+	inflight := len(outs)
+	s.SendQuota = 1 << 30 // drain the queue through the window: the session ends right after
+	t := now()
+	for {
+		o, ok := s.Next(t)
+		if !ok {
+			break
+		}
+		q := *o // a QoS 0 message's reference is now ours, released once encoded below
+		q.PacketID = 0
+		outs = append(outs, q)
+	}
+	out = binary.BigEndian.AppendUint32(out, uint32(len(outs)))
+	for i, o := range outs {
+		flags := byte(0)
+		if o.Retain {
+			flags |= 1
+		}
+		if o.Released {
+			flags |= 2
+		}
+		out = append(out, o.QoS, flags)
+		out = binary.BigEndian.AppendUint16(out, o.PacketID)
+		out = binary.BigEndian.AppendUint16(out, uint16(len(o.SubscriptionIDs)))
+		for _, id := range o.SubscriptionIDs {
+			out = binary.BigEndian.AppendUint32(out, id)
+		}
+		buf := b.encodeMessage(o.Message, o.Message.QoS, o.Message.Retain)
+		out = binary.BigEndian.AppendUint32(out, uint32(len(*buf)))
+		out = append(out, *buf...)
+		b.writeBuffers.Put(buf)
+		if i >= inflight && o.QoS == 0 {
+			o.Message.Release()
+		}
+	}
+	return out
+}
+
+func packOptions(o topics.SubOptions) byte {
+	v := o.QoS & 3
+	if o.NoLocal {
+		v |= 4
+	}
+	if o.RetainAsPublished {
+		v |= 8
+	}
+	return v | (o.RetainHandling&3)<<4
+}
+
+func unpackOptions(v byte) topics.SubOptions {
+	return topics.SubOptions{QoS: v & 3, NoLocal: v&4 != 0, RetainAsPublished: v&8 != 0, RetainHandling: v >> 4 & 3}
+}
+
+var errBadSession = errors.New("engine: malformed session from another node")
+
+// claimSession asks the cluster for id's session before CONNECT attaches; a session that
+// comes back replaces any this node held, as the one a client last used.
+func (b *Broker) claimSession(id string, cleanStart bool) {
+	state := b.cluster.Claim(id, cleanStart)
+	if state == nil {
+		return
+	}
+	if err := b.importSession(id, state); err != nil {
+		b.log.Warn("cluster takeover: session not imported", "client", id, "err", err)
+	}
+}
+
+func (b *Broker) importSession(id string, state []byte) error {
+	r := state
+	take := func(n int) []byte {
+		if len(r) < n {
+			r = nil
+			return nil
+		}
+		v := r[:n]
+		r = r[n:]
+		return v
+	}
+	u16 := func() int {
+		if v := take(2); v != nil {
+			return int(binary.BigEndian.Uint16(v))
+		}
+		return 0
+	}
+	u32 := func() uint32 {
+		if v := take(4); v != nil {
+			return binary.BigEndian.Uint32(v)
+		}
+		return 0
+	}
+	e := &entry{}
+	e.s = session.New(id, 0, b.limits)
+	e.s.ExpiryInterval = u32()
+	subs := make([]session.Subscription, u16())
+	for i := range subs {
+		filter := string(take(u16()))
+		opt := take(1)
+		if opt == nil {
+			return errBadSession
+		}
+		subs[i] = session.Subscription{Filter: filter, Options: unpackOptions(opt[0]), ID: u32()}
+	}
+	outs := make([]session.Outgoing, u32())
+	for i := range outs {
+		head := take(2)
+		if head == nil {
+			return errBadSession
+		}
+		o := session.Outgoing{QoS: head[0], Retain: head[1]&1 != 0, Released: head[1]&2 != 0}
+		o.PacketID = uint16(u16())
+		if n := u16(); n > 0 {
+			o.SubscriptionIDs = make([]uint32, n)
+			for j := range o.SubscriptionIDs {
+				o.SubscriptionIDs[j] = u32()
+			}
+		}
+		var p packets.Publish
+		if err := decodePublish(take(int(u32())), &p); err != nil {
+			return errors.Join(errBadSession, err)
+		}
+		o.Message = session.NewMessage(&p, p.Topic, 0, now(), 0)
+		outs[i] = o
+	}
+	if r == nil {
+		return errBadSession
+	}
+	b.mu.Lock()
+	if old := b.sessions[id]; old != nil {
+		if will := b.endSessionLocked(old); will != nil {
+			defer b.publishWill(will)
+		}
+	}
+	e.s.Key = b.registry.add(e)
+	b.sessions[id] = e
+	for _, s := range subs {
+		if _, err := b.router.Subscribe(subscription(e.s.Key, s.Filter, s.Options, s.ID)); err != nil {
+			continue
+		}
+		e.s.Subscriptions[s.Filter] = s
+		b.clusterSubscribed(e.s.Key, s.Filter, s.Options, s.ID, false)
+	}
+	e.mu.Lock()
+	for _, o := range outs {
+		if o.PacketID != 0 && e.s.Restore(o) {
+			continue
+		}
+		o.PacketID = 0
+		e.s.Enqueue(o, true)
+	}
+	e.mu.Unlock()
+	b.mu.Unlock()
+	return nil
+}
