@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/x0a1b/promptmq/conf"
 	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/telemetry"
 	"github.com/x0a1b/promptmq/topics"
 )
 
@@ -252,3 +254,24 @@ func BenchmarkClusterForwardEncode(b *testing.B) {
 type nullCluster struct{ fakeCluster }
 
 func (*nullCluster) Forward(string, []byte, bool, bool) {}
+
+func TestClusterMetricsRegistered(t *testing.T) {
+	b, err := New(Options{Config: testConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.AttachCluster(newFakeCluster())
+	reg := telemetry.NewRegistry()
+	b.Instrument(reg)
+	var out strings.Builder
+	if err := reg.WritePrometheus(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"promptmq_cluster_nodes 1", "promptmq_cluster_forwarded_messages_total",
+		"promptmq_cluster_forwarded_bytes_total", "promptmq_cluster_received_messages_total",
+		"promptmq_cluster_received_bytes_total", "promptmq_cluster_route_errors_total"} {
+		if !strings.Contains(out.String(), name) {
+			t.Errorf("metrics lack %s", name)
+		}
+	}
+}
