@@ -10,53 +10,65 @@ import "sync/atomic"
 // levels added trie nodes that no 4-level topic ever reaches. Taking them out of the
 // trie leaves it holding only the wildcard filters (at a million subscriptions, 414k
 // nodes instead of about 1.2M), and subscribing or unsubscribing an exact filter
-// links or unlinks one entry. Measured at 1,000,000 subscriptions: 187 -> 122 bytes
-// per subscription with the per-node child tables of the time. A match pays one
-// lookup more (bucket, entry, filter bytes); in interleaved runs on the loaded
-// machine it cost about what the smaller trie saved.
+// touches one slot.
+//
+// The table is open-addressed with the whole-filter hash beside the entry pointer,
+// four slots to a cache line, so a topic that matches no exact filter (most of them)
+// costs the one line of its home slot: Match loads that line before it walks the
+// trie and reads an entry only when the hashes agree. With chained buckets (the
+// previous design) every non-empty bucket cost a second, dependent miss to the entry
+// just to compare its hash, after the walk.
 //
 // Invariants:
-//   - Readers follow only atomic pointers: sh.exact, each bucket head, each entry's
-//     next and set. An entry's hash and filter never change after it is linked.
-//   - Only the shard's writer (holding shard.mu) links, unlinks or resizes. Unlinking
-//     stores the successor into the predecessor's pointer; a reader standing on the
-//     unlinked entry still reaches the rest of the chain through its next.
-//   - A resize builds a new table of new entries and publishes it: entries are never
-//     moved between chains, because a reader walking an old chain would then be led
-//     into another bucket's chain and miss its filter. A reader still on the old table
-//     sees the subscriptions as they were when it started (the garbage collector keeps
-//     them alive).
-//   - An entry whose set is nil is being added or has just been emptied: readers skip
-//     it; the writer unlinks it before releasing the lock.
-//   - The buckets are at most one entry per bucket on average (grow at count > size)
-//     and shrink below a quarter, so a chain is short and a subscribe/unsubscribe
-//     pair at the boundary does not resize every time.
+//   - A slot is empty (hash 0), live (hash and entry set) or deleted (hash set, entry
+//     nil). Stored hashes have their top bit set (slotHash), so none is 0 and the
+//     home slot is the same for a hash as stored or not. At most three quarters of
+//     the slots are used (live or deleted), so every probe chain ends at an empty
+//     slot; a used slot never becomes empty again in the same table. Three quarters,
+//     not half: the slots are small (four to a line), so a longer probe mostly
+//     stays in the line Match loaded, and at a million subscriptions the table is
+//     half the size (16 MB, 25 bytes per subscription less).
+//   - Readers trust no hash: an entry is a match only if its filter equals the topic.
+//     So a writer may store any entry into a deleted slot (hash first, then entry),
+//     and a reader that loaded a slot's hash before the change and its entry after
+//     still answers right.
+//   - An entry's filter never changes. Its set is nil while it is being added or once
+//     it has been emptied: readers skip it; the writer deletes its slot before
+//     releasing the lock. An emptied entry is never reused: a new subscription to
+//     the same filter makes a new entry.
+//   - Only the shard's writer (holding shard.mu) stores. A resize builds a new slot
+//     array holding the same entries and publishes it; the old one is never written
+//     again. Entries are shared by both, so a subscriber set changed after the
+//     resize is seen through either.
 //
-// Chosen: separate chaining with atomic links, one entry per distinct filter holding
-// the same copy-on-write leafSet as a trie node. Rejected: open addressing over atomic
-// slots (deletion needs tombstones or a backward shift that readers could observe
-// half-done); a sync.Map (a string key boxed in an interface costs an allocation per
-// lookup, and it hashes again what Match has already hashed per level).
+// Rejected: separate chaining with atomic links (above: one more dependent miss per
+// lookup, and a resize had to copy the entries, since a reader walking an old chain
+// must not be led into another bucket's); a sync.Map (a string key boxed in an
+// interface costs an allocation per lookup, and it hashes again what Match has
+// already hashed per level).
 type exactTable struct {
-	mask    uint64
-	buckets []atomic.Pointer[exactEntry]
+	mask  uint64
+	slots []exactSlot
+}
+
+type exactSlot struct {
+	hash  atomic.Uint64
+	entry atomic.Pointer[exactEntry]
 }
 
 // exactEntry is one distinct exact filter of a shard. Its first subscriber's leafSet
 // is stored inside it (first), so the common single-subscriber lookup reads one
 // allocation; set points there until the set changes (copy-on-write, elsewhere).
 type exactEntry struct {
-	hash   uint64
 	filter string
 	set    atomic.Pointer[leafSet]
-	next   atomic.Pointer[exactEntry]
 	first  leafSetOne
 }
 
 // newExactEntry makes the entry of filter holding the one subscription e, or no
 // subscription when shared (a share group is added by addMember).
-func newExactEntry(h uint64, filter string, e entry, shared bool) *exactEntry {
-	x := &exactEntry{hash: h, filter: filter}
+func newExactEntry(filter string, e entry, shared bool) *exactEntry {
+	x := &exactEntry{filter: filter}
 	if !shared {
 		x.first.one[0] = e
 		x.first.set.entries = x.first.one[:]
@@ -65,7 +77,11 @@ func newExactEntry(h uint64, filter string, e entry, shared bool) *exactEntry {
 	return x
 }
 
-const exactMinBuckets = 16
+const exactMinSlots = 16
+
+// slotHash is h as stored in a slot: never 0, which marks an empty slot. The top bit
+// is above any mask, so the home slot does not change.
+func slotHash(h uint64) uint64 { return h | 1<<63 }
 
 // exactHashStep folds the hash of one more level into the hash of a whole topic or
 // filter. Match computes level hashes anyway, so the whole-topic hash costs a
@@ -87,14 +103,25 @@ func (r *Router) exactHash(filter string) uint64 {
 	return h
 }
 
-// lookup returns the entry of filter, or nil. Readers and writers call it.
+// home is the slot where the probe for hash h starts.
+func (t *exactTable) home(h uint64) *exactSlot { return &t.slots[h&t.mask] }
+
+// lookup returns the entry of filter (whose hash is h), or nil. Readers and writers
+// call it.
 func (t *exactTable) lookup(h uint64, filter string) *exactEntry {
-	for e := t.buckets[h&t.mask].Load(); e != nil; e = e.next.Load() {
-		if e.hash == h && e.filter == filter {
-			return e
+	want := slotHash(h)
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		s := &t.slots[i]
+		sh := s.hash.Load()
+		if sh == 0 {
+			return nil
+		}
+		if sh == want {
+			if e := s.entry.Load(); e != nil && e.filter == filter {
+				return e
+			}
 		}
 	}
-	return nil
 }
 
 // findExact returns the entry of filter, or nil. The caller holds sh.mu.
@@ -105,60 +132,73 @@ func (sh *shard) findExact(h uint64, filter string) *exactEntry {
 	return nil
 }
 
-// linkExact publishes e, a filter not in the index yet. The caller holds sh.mu.
-func (sh *shard) linkExact(e *exactEntry) {
+// linkExact publishes e, whose filter (hash h) is not in the index yet. The caller
+// holds sh.mu.
+func (sh *shard) linkExact(h uint64, e *exactEntry) {
 	t := sh.exact.Load()
-	sh.exactCount++
-	if t == nil || uint64(sh.exactCount) > t.mask+1 {
-		size := uint64(exactMinBuckets)
-		if t != nil {
-			size = 2 * (t.mask + 1)
-		}
-		t = sh.rebuildExact(t, size)
+	if t == nil || 4*(sh.exactUsed+1) > 3*len(t.slots) {
+		t = sh.rebuildExact(sh.exactCount + 1)
 	}
-	head := &t.buckets[e.hash&t.mask]
-	e.next.Store(head.Load())
-	head.Store(e)
+	i := h & t.mask
+	for {
+		s := &t.slots[i]
+		if s.hash.Load() == 0 {
+			sh.exactUsed++
+			break
+		}
+		if s.entry.Load() == nil { // deleted: any entry may take it, see exactTable
+			break
+		}
+		i = (i + 1) & t.mask
+	}
+	t.slots[i].hash.Store(slotHash(h))
+	t.slots[i].entry.Store(e)
+	sh.exactCount++
 }
 
-// unlinkExact removes e, whose set has become nil, from the index. The caller holds sh.mu.
-func (sh *shard) unlinkExact(e *exactEntry) {
+// unlinkExact removes e (hash h), whose set has become nil, from the index. The
+// caller holds sh.mu.
+func (sh *shard) unlinkExact(h uint64, e *exactEntry) {
 	t := sh.exact.Load()
-	link := &t.buckets[e.hash&t.mask]
-	for cur := link.Load(); cur != e; cur = link.Load() {
-		link = &cur.next
+	i := h & t.mask
+	for t.slots[i].entry.Load() != e {
+		i = (i + 1) & t.mask
 	}
-	link.Store(e.next.Load())
+	t.slots[i].entry.Store(nil)
 	sh.exactCount--
 	switch {
 	case sh.exactCount == 0:
 		sh.exact.Store(nil)
-	case t.mask+1 > exactMinBuckets && uint64(sh.exactCount) < (t.mask+1)/4:
-		sh.rebuildExact(t, (t.mask+1)/2)
+		sh.exactUsed = 0
+	case len(t.slots) > exactMinSlots && 16*sh.exactCount < len(t.slots):
+		sh.rebuildExact(sh.exactCount)
 	}
 }
 
-// rebuildExact publishes a table of size buckets holding copies of old's entries.
-func (sh *shard) rebuildExact(old *exactTable, size uint64) *exactTable {
-	t := &exactTable{mask: size - 1, buckets: make([]atomic.Pointer[exactEntry], size)}
-	if old != nil {
-		for i := range old.buckets {
-			for e := old.buckets[i].Load(); e != nil; e = e.next.Load() {
-				c := &exactEntry{hash: e.hash, filter: e.filter}
-				if set := e.set.Load(); set == &e.first.set {
-					// Copy the inline set too: pointing into e would keep e alive.
-					c.first.one = e.first.one
-					c.first.set.entries = c.first.one[:]
-					c.set.Store(&c.first.set)
-				} else {
-					c.set.Store(set)
-				}
-				head := &t.buckets[c.hash&t.mask]
-				c.next.Store(head.Load())
-				head.Store(c)
+// rebuildExact publishes a slot array with room for need filters (at most half
+// full) holding the live entries of the current one.
+func (sh *shard) rebuildExact(need int) *exactTable {
+	size := exactMinSlots
+	for size < 2*need {
+		size *= 2
+	}
+	t := &exactTable{mask: uint64(size - 1), slots: make([]exactSlot, size)}
+	if old := sh.exact.Load(); old != nil {
+		for i := range old.slots {
+			e := old.slots[i].entry.Load()
+			if e == nil {
+				continue
 			}
+			h := old.slots[i].hash.Load()
+			j := h & t.mask
+			for t.slots[j].hash.Load() != 0 {
+				j = (j + 1) & t.mask
+			}
+			t.slots[j].hash.Store(h)
+			t.slots[j].entry.Store(e)
 		}
 	}
+	sh.exactUsed = sh.exactCount
 	sh.exact.Store(t)
 	return t
 }

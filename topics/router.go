@@ -170,6 +170,7 @@ type shard struct {
 	nodesLive  int   // nodes in the table
 	nodesUsed  int   // slots of the table holding a live or deleted node
 	exactCount int   // distinct filters in exact
+	exactUsed  int   // slots of exact holding a live or deleted filter
 }
 
 func newShard() *shard {
@@ -310,8 +311,8 @@ func (r *Router) Subscribe(s Subscription) (replaced bool, err error) {
 	if exact {
 		x := sh.findExact(exactHash, filter)
 		if x == nil {
-			x = newExactEntry(exactHash, filter, e, shared)
-			sh.linkExact(x)
+			x = newExactEntry(filter, e, shared)
+			sh.linkExact(exactHash, x)
 			if !shared {
 				r.count.Add(1)
 				return false, nil
@@ -525,7 +526,7 @@ func (r *Router) unsubscribeExact(sh *shard, client uint64, filter, group string
 	}
 	r.count.Add(-1)
 	if e.set.Load() == nil {
-		sh.unlinkExact(e)
+		sh.unlinkExact(h, e)
 	}
 	return true
 }
@@ -618,23 +619,25 @@ func (r *Router) Match(topic string, publisher uint64, online func(client uint64
 	}
 	m.publisher, m.online, m.plusHash = publisher, online, r.plusHash
 	sh := r.shards[m.levels[0].hash>>(64-shardBits)]
-	// The exact filter's bucket is loaded first and followed after the walk, so its
-	// cache misses overlap with the walk's instead of preceding them.
-	var exact *exactEntry
-	if t := sh.exact.Load(); t != nil {
-		exact = t.buckets[exactHash&t.mask].Load()
+	// The exact index's home slot is loaded first and looked at after the walk (no
+	// branch waits for it before), so its cache miss overlaps with the walk's. An
+	// empty home slot means no exact filter (one being added meanwhile may be missed,
+	// as by a match that started earlier).
+	exact := sh.exact.Load()
+	var exactHome uint64
+	if exact != nil {
+		exactHome = exact.home(exactHash).hash.Load()
 	}
 	var wildShard *shard
 	if topic[0] != '$' { // [MQTT-4.7.2-1]
 		wildShard = r.wild
 	}
 	m.walkLevels(sh, wildShard)
-	for ; exact != nil; exact = exact.next.Load() {
-		if exact.hash == exactHash && exact.filter == topic {
-			if s := exact.set.Load(); s != nil {
+	if exactHome != 0 {
+		if e := exact.lookup(exactHash, topic); e != nil {
+			if s := e.set.Load(); s != nil {
 				m.collect(s)
 			}
-			break
 		}
 	}
 	m.online = nil
