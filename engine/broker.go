@@ -152,7 +152,7 @@ func (b *Broker) Stats() *Stats { return &b.stats }
 // Listen opens the TCP listener of server.bind. It is separate from Serve so a caller (or a
 // test binding port 0) can learn the address first.
 func (b *Broker) Listen() error {
-	ln, err := net.Listen("tcp", b.cfg.Server.Bind)
+	ln, err := listenTCP(b.cfg.Server.Bind)
 	if err != nil {
 		return fmt.Errorf("listen on server.bind %s: %w", b.cfg.Server.Bind, err)
 	}

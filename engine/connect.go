@@ -10,32 +10,17 @@ import (
 
 // connect reads and answers CONNECT. It returns whether the connection continues, attached
 // to c.e, with CONNACK (and any resent inflight messages) queued for the writer.
+//
+// Its frame, and those of the functions it calls, stay small: a goroutine starts with a
+// 2 KB stack, and a CONNECT path that outgrew it cost a stack copy per connection (5% of
+// the connection-rate profile). Packet structs (a Connack or Publish is 330-380 bytes)
+// therefore live in the frames of small non-inlined helpers, one at a time.
 func (c *client) connect() (sessionPresent bool, ok bool) {
-	if t := c.b.cfg.Server.ConnectTimeout; t > 0 {
-		c.conn.SetReadDeadline(time.Now().Add(t))
-	}
-	fh, body, err := c.reader.ReadPacket()
-	if err != nil {
-		c.log.Debug("no CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+	p := c.readConnect()
+	if p == nil {
 		return false, false
 	}
-	if fh.Type != packets.TypeConnect {
-		return false, false // [MQTT-3.1.0-1]
-	}
-	c.b.stats.PacketsReceivedByType[packets.TypeConnect].Add(1)
-	c.conn.SetReadDeadline(time.Time{})
-	p := &c.pk().Connect
 	defer c.releasePacket() // everything kept of CONNECT is copied out
-	if err := p.Decode(body); err != nil {
-		var perr *packets.Error
-		code := packets.MalformedPacket
-		if errors.As(err, &perr) {
-			code = perr.Code
-		}
-		c.log.Debug("bad CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
-		c.refuse(p.Version, code)
-		return false, false
-	}
 	c.version = p.Version
 	// From here on a 5.0 remaining length must be minimal [MQTT-1.5.5-1].
 	c.reader.SetVersion(c.version)
@@ -50,15 +35,13 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 		return false, false
 	}
 
-	var connack packets.Connack
-	connack.Version = c.version
+	var ack connackFacts
 	id := string(p.ClientID)
 	if id == "" {
 		switch {
 		case c.version == packets.V5:
 			id = assignClientID() // [MQTT-3.1.3-6]
-			connack.Properties.Set(packets.PropAssignedClientID)
-			connack.Properties.AssignedClientID = []byte(id)
+			ack.assignedID = true
 		case c.version == packets.V311 && p.CleanStart:
 			id = assignClientID() // [MQTT-3.1.3-6]
 		default:
@@ -75,8 +58,7 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 	keepAlive := int(p.KeepAlive)
 	if max := c.b.cfg.MQTT.KeepAlive; max > 0 && max < 65535 && keepAlive > max && c.version == packets.V5 {
 		keepAlive = max
-		connack.Properties.Set(packets.PropServerKeepAlive)
-		connack.Properties.ServerKeepAlive = uint16(max)
+		ack.serverKeepAlive = true
 	}
 	c.keepAlive = time.Duration(keepAlive) * time.Second
 
@@ -90,10 +72,7 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 	}
 	if max := uint32(c.b.cfg.MQTT.MaxSessionExpiry / time.Second); max > 0 && expiry > max {
 		expiry = max
-		if c.version == packets.V5 {
-			connack.Properties.Set(packets.PropSessionExpiry)
-			connack.Properties.SessionExpiry = max
-		}
+		ack.expiryCapped = c.version == packets.V5
 	}
 	sendQuota := 65535
 	if p.Properties.Has(packets.PropReceiveMaximum) {
@@ -113,20 +92,10 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 
 	var will *session.Will
 	if p.WillFlag {
-		if p.WillQoS > byte(c.b.cfg.MQTT.MaxQoS) {
-			c.refuse(c.version, packets.QoSNotSupported) // [MQTT-3.2.2-12]
+		var refused packets.ReasonCode
+		if will, refused = c.newWill(p); will == nil {
+			c.refuse(c.version, refused)
 			return false, false
-		}
-		if p.WillRetain && !c.b.cfg.MQTT.RetainAvailable {
-			c.refuse(c.version, packets.RetainNotSupported) // [MQTT-3.2.2-13]
-			return false, false
-		}
-		wp := packets.Publish{Version: c.version, QoS: p.WillQoS, Retain: p.WillRetain, Topic: p.WillTopic, Payload: p.WillPayload, Properties: p.WillProperties}
-		// Built as of time 0, so Expires holds the will's expiry interval (in ns) until
-		// publishWill stamps it: the interval counts from publication, not from CONNECT.
-		will = &session.Will{Message: session.NewMessage(&wp, p.WillTopic, 0, 0, c.maxMessageExpiry())}
-		if p.WillProperties.Has(packets.PropWillDelay) {
-			will.Delay = p.WillProperties.WillDelay
 		}
 	}
 
@@ -151,19 +120,90 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 		present = false
 	}
 	e.identity.Store(&c.who)
-	connack.SessionPresent = present // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
-	connack.Reason = packets.Success
-	if c.version == packets.V5 {
-		c.addConnackProperties(&connack.Properties)
-	}
 	c.aliases.Maximum = uint16(c.b.cfg.MQTT.MaxTopicAlias)
 
 	e.mu.Lock()
 	e.s.SendQuota = sendQuota
 	c.maxPacketSize = maxPacket
 	c.outAliases.Reset(topicAliasMax)
+	c.appendConnack(present, &ack, expiry)
+	if e.s.HasInflight() {
+		c.resend(e)
+	}
+	e.mu.Unlock()
+	return present, true
+}
+
+// readConnect reads the first packet, which must be a valid CONNECT [MQTT-3.1.0-1]. It
+// returns nil when the connection should end (refused with a CONNACK where the client can
+// understand one).
+//
+//go:noinline
+func (c *client) readConnect() *packets.Connect {
+	if t := c.b.cfg.Server.ConnectTimeout; t > 0 {
+		c.conn.SetReadDeadline(time.Now().Add(t))
+	}
+	fh, body, err := c.reader.ReadPacket()
+	if err != nil {
+		c.log.Debug("no CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+		return nil
+	}
+	if fh.Type != packets.TypeConnect {
+		return nil // [MQTT-3.1.0-1]
+	}
+	c.b.stats.PacketsReceivedByType[packets.TypeConnect].Add(1)
+	c.conn.SetReadDeadline(time.Time{})
+	p := &c.pk().Connect
+	if err := p.Decode(body); err != nil {
+		var perr *packets.Error
+		code := packets.MalformedPacket
+		if errors.As(err, &perr) {
+			code = perr.Code
+		}
+		c.log.Debug("bad CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+		c.refuse(p.Version, code)
+		c.releasePacket()
+		return nil
+	}
+	return p
+}
+
+// connackFacts are what the negotiation decided that a 5.0 CONNACK must state.
+type connackFacts struct {
+	assignedID      bool // the broker assigned the Client Identifier (c.id)
+	serverKeepAlive bool // mqtt.keep-alive capped the client's keep-alive
+	expiryCapped    bool // mqtt.max-session-expiry capped the session expiry interval
+}
+
+// appendConnack queues the success CONNACK. The caller holds c.e.mu.
+//
+//go:noinline
+func (c *client) appendConnack(present bool, f *connackFacts, expiry uint32) {
+	connack := packets.Connack{Version: c.version, SessionPresent: present, Reason: packets.Success} // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
+	if c.version == packets.V5 {
+		props := &connack.Properties
+		if f.assignedID {
+			props.Set(packets.PropAssignedClientID)
+			props.AssignedClientID = []byte(c.id)
+		}
+		if f.serverKeepAlive {
+			props.Set(packets.PropServerKeepAlive) // [MQTT-3.2.2-21]
+			props.ServerKeepAlive = uint16(c.keepAlive / time.Second)
+		}
+		if f.expiryCapped {
+			props.Set(packets.PropSessionExpiry)
+			props.SessionExpiry = expiry
+		}
+		c.addConnackProperties(props)
+	}
 	c.ctrl = connack.Append(c.ctrl)
-	// Resume: unacknowledged messages go again, with DUP, before anything new [MQTT-4.4.0-1].
+}
+
+// resend queues the session's unacknowledged messages again, with DUP, before anything new
+// [MQTT-4.4.0-1]. The caller holds e.mu.
+//
+//go:noinline
+func (c *client) resend(e *entry) {
 	var tooLarge []uint16
 	t := now()
 	e.s.Resend(func(o *session.Outgoing) {
@@ -182,8 +222,26 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 		e.s.DropInflight(id)
 		c.b.stats.dropped(session.DropTooLarge, 1)
 	}
-	e.mu.Unlock()
-	return present, true
+}
+
+// newWill builds the will of a CONNECT, or returns nil and the reason to refuse it.
+//
+//go:noinline
+func (c *client) newWill(p *packets.Connect) (*session.Will, packets.ReasonCode) {
+	if p.WillQoS > byte(c.b.cfg.MQTT.MaxQoS) {
+		return nil, packets.QoSNotSupported // [MQTT-3.2.2-12]
+	}
+	if p.WillRetain && !c.b.cfg.MQTT.RetainAvailable {
+		return nil, packets.RetainNotSupported // [MQTT-3.2.2-13]
+	}
+	wp := packets.Publish{Version: c.version, QoS: p.WillQoS, Retain: p.WillRetain, Topic: p.WillTopic, Payload: p.WillPayload, Properties: p.WillProperties}
+	// Built as of time 0, so Expires holds the will's expiry interval (in ns) until
+	// publishWill stamps it: the interval counts from publication, not from CONNECT.
+	will := &session.Will{Message: session.NewMessage(&wp, p.WillTopic, 0, 0, c.maxMessageExpiry())}
+	if p.WillProperties.Has(packets.PropWillDelay) {
+		will.Delay = p.WillProperties.WillDelay
+	}
+	return will, 0
 }
 
 func (c *client) addConnackProperties(props *packets.Properties) {

@@ -47,6 +47,12 @@ const (
 // idleCheck is the sweeper's period: a connection parks 1-2 periods after its last read.
 const idleCheck = 500 * time.Millisecond
 
+// minParkKeepAlive is the shortest keep-alive of a connection that may park. A client that
+// must send every few seconds is never idle for long, parking it would save little, and its
+// deadline must stay well beyond the sweeper's resume margin (two periods) even on a loaded
+// machine.
+const minParkKeepAlive = 10 * idleCheck
+
 // errPark is what the connection's byte source returns to packets.Reader when the reader
 // should park. The Reader keeps it (its errors are sticky), so a reader that does not park
 // after all continues with a new Reader; nothing was buffered.
@@ -60,9 +66,23 @@ var errParked = errors.New("engine: connection parked")
 type connSource struct {
 	countingReader
 	c *client
+	// first holds what the connection's first read returned beyond the room the Reader
+	// offered (its 16 inline bytes): a CONNECT is longer, and reading the rest with a
+	// second syscall cost 3-4% of the connection-rate CPU. The buffer is borrowed from the
+	// broker's write buffers until the Reader has taken every byte.
+	first              *[]byte
+	firstOff, firstEnd int
+	started            bool
 }
 
 func (s *connSource) Read(p []byte) (int, error) {
+	if s.first != nil {
+		return s.readFirst(p), nil
+	}
+	if !s.started {
+		s.started = true
+		return s.readAhead(p)
+	}
 	c := s.c
 	for {
 		n, err := s.countingReader.Read(p)
@@ -83,13 +103,54 @@ func (s *connSource) Read(p []byte) (int, error) {
 	}
 }
 
+// readAhead is the connection's first read, into a borrowed buffer larger than p.
+func (s *connSource) readAhead(p []byte) (int, error) {
+	bp := s.c.b.writeBuffers.Get().(*[]byte)
+	buf := (*bp)[:cap(*bp)]
+	if len(buf) <= len(p) {
+		s.c.b.writeBuffers.Put(bp)
+		return s.countingReader.Read(p)
+	}
+	n, err := s.countingReader.Read(buf)
+	if n > 0 {
+		s.c.active.Store(true)
+	}
+	if n <= len(p) {
+		copy(p, buf[:n])
+		s.c.b.writeBuffers.Put(bp)
+		return n, err
+	}
+	// The rest waits in buf; an error comes again from the socket on the next read.
+	s.first, s.firstOff, s.firstEnd = bp, 0, n
+	return s.readFirst(p), nil
+}
+
+// readFirst hands out bytes kept by readAhead, and gives the buffer back once empty.
+func (s *connSource) readFirst(p []byte) int {
+	n := copy(p, (*s.first)[s.firstOff:s.firstEnd])
+	s.firstOff += n
+	if s.firstOff == s.firstEnd {
+		s.c.b.writeBuffers.Put(s.first)
+		s.first = nil
+	}
+	return n
+}
+
 // mayPark: no kick is under way and the keep-alive deadline is not within two sweeps (the
 // sweeper would resume the connection at once).
 func (c *client) mayPark() bool {
+	if !c.keepAliveParks() {
+		return false
+	}
 	if d := c.readDeadline.Load(); d != 0 && d-now() < int64(2*idleCheck) {
 		return false
 	}
 	return !c.stopping()
+}
+
+// keepAliveParks: no keep-alive, or one long enough to park (minParkKeepAlive).
+func (c *client) keepAliveParks() bool {
+	return c.keepAlive == 0 || c.keepAlive >= minParkKeepAlive
 }
 
 // stopping reports whether the connection is being closed by a kick or the broker.
@@ -289,7 +350,7 @@ func (c *client) sweep(t int64) bool {
 	nearExpiry := d != 0 && d-t < int64(2*idleCheck)
 	switch c.state.Load() {
 	case connReading:
-		if c.active.Swap(false) || nearExpiry || c.parkRequested.Load() {
+		if c.active.Swap(false) || nearExpiry || c.parkRequested.Load() || !c.keepAliveParks() {
 			return false
 		}
 		c.parkRequested.Store(true)

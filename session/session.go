@@ -128,8 +128,8 @@ func New(clientID string, key uint64, limits Limits) *Session {
 		Subscriptions: make(map[string]Subscription),
 		SendQuota:     65535,
 		limits:        limits,
-		ids:           make(map[uint16]uint64),
-		inbound:       make(map[uint16]struct{}),
+		// ids and inbound are made on first use: most sessions of a large broker are idle
+		// subscribers that never hold a packet id, and an empty map costs ~50 bytes.
 	}
 }
 
@@ -232,7 +232,7 @@ func (s *Session) Next(now int64) (*Outgoing, bool) {
 		o.PacketID = s.allocateID()
 		seq := s.inflightSeq + uint64(s.inflight.len())
 		s.inflight.pushBack(o)
-		s.ids[o.PacketID] = seq
+		s.trackID(o.PacketID, seq)
 		s.live++
 		return s.inflight.at(s.inflight.len() - 1), true
 	}
@@ -347,10 +347,21 @@ func (s *Session) Restore(o Outgoing) bool {
 	o.Sent = true
 	seq := s.inflightSeq + uint64(s.inflight.len())
 	s.inflight.pushBack(o)
-	s.ids[o.PacketID] = seq
+	s.trackID(o.PacketID, seq)
 	s.live++
 	return true
 }
+
+// trackID maps an inflight packet id to its sequence number.
+func (s *Session) trackID(id uint16, seq uint64) {
+	if s.ids == nil {
+		s.ids = make(map[uint16]uint64)
+	}
+	s.ids[id] = seq
+}
+
+// HasInflight reports whether any delivery awaits its acknowledgement (or its PUBCOMP).
+func (s *Session) HasInflight() bool { return s.inflight.len() > 0 }
 
 // DropInflight forgets a delivery the client can never take (too large for it): the
 // window slot is freed so later messages flow.
@@ -365,6 +376,9 @@ func (s *Session) DropInflight(id uint16) {
 func (s *Session) InboundQoS2(id uint16) bool {
 	if _, held := s.inbound[id]; held {
 		return false
+	}
+	if s.inbound == nil {
+		s.inbound = make(map[uint16]struct{})
 	}
 	s.inbound[id] = struct{}{}
 	return true
