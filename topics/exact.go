@@ -57,12 +57,15 @@ type exactSlot struct {
 }
 
 // exactEntry is one distinct exact filter of a shard. Its first subscriber's leafSet
-// is stored inside it (first), so the common single-subscriber lookup reads one
-// allocation; set points there until the set changes (copy-on-write, elsewhere).
+// is stored inside it (firstSet, firstOne), so the common single-subscriber lookup
+// reads one allocation; set points there until the set changes (copy-on-write,
+// elsewhere). Not a leafSetOne: its padding would move the entry to the 96-byte
+// size class.
 type exactEntry struct {
-	filter string
-	set    atomic.Pointer[leafSet]
-	first  leafSetOne
+	filter   string
+	set      atomic.Pointer[leafSet]
+	firstSet leafSet
+	firstOne [1]entry
 }
 
 // newExactEntry makes the entry of filter holding the one subscription e, or no
@@ -70,9 +73,9 @@ type exactEntry struct {
 func newExactEntry(filter string, e entry, shared bool) *exactEntry {
 	x := &exactEntry{filter: filter}
 	if !shared {
-		x.first.one[0] = e
-		x.first.set.entries = x.first.one[:]
-		x.set.Store(&x.first.set)
+		x.firstOne[0] = e
+		x.firstSet.entries = x.firstOne[:]
+		x.set.Store(&x.firstSet)
 	}
 	return x
 }

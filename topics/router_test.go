@@ -536,6 +536,13 @@ func TestRouterConcurrentStress(t *testing.T) {
 	}
 }
 
+// TestLeafSetOneIsOneCacheLine guards the padding of leafSetOne (see there).
+func TestLeafSetOneIsOneCacheLine(t *testing.T) {
+	if size := unsafe.Sizeof(leafSetOne{}); size != 64 {
+		t.Fatalf("leafSetOne is %d bytes, want 64", size)
+	}
+}
+
 // TestNodeIsOneCacheLine guards the layout the match path is tuned for (see node).
 func TestNodeIsOneCacheLine(t *testing.T) {
 	if size := unsafe.Sizeof(node{}); size != 64 {
