@@ -107,6 +107,7 @@ type Node struct {
 	data, ctrl  chan *nats.Msg
 	stats       Stats
 	stop        chan struct{}
+	stopOnce    sync.Once
 	loops       sync.WaitGroup
 
 	pubMu    sync.Mutex // guards seq, pubBuf and subjects
@@ -327,14 +328,16 @@ func (n *Node) LiveNodes() int {
 	return 1 + len(n.peers)
 }
 
+// Leave is Stop, under the name the engine's Cluster interface gives it.
+func (n *Node) Leave() { n.Stop() }
+
 // Stop leaves the cluster: peers see the heartbeats stop. Wills of this node's clients are
 // the engine's to publish (its clients are disconnected by its own shutdown).
 func (n *Node) Stop() {
-	select {
-	case <-n.stop:
-		return
-	default:
-	}
+	n.stopOnce.Do(n.stopNow)
+}
+
+func (n *Node) stopNow() {
 	close(n.stop)
 	if n.pub != nil {
 		n.pub.Close()

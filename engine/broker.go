@@ -270,6 +270,11 @@ func (b *Broker) shutdown() {
 		e.mu.Unlock()
 	}
 	b.mu.Unlock()
+	if b.cluster != nil {
+		// The wills above went to the other nodes; nothing may come in from them once the
+		// store closes.
+		b.cluster.Leave()
+	}
 	// Last: wills published during shutdown have been submitted, and Close waits for the
 	// writer to commit everything queued.
 	if err := b.store.Close(); err != nil {

@@ -34,6 +34,8 @@ type Cluster interface {
 	// publishes if this node dies.
 	SetWill(clientID string, packet []byte)
 	ClearWill(clientID string)
+	// Leave stops the node: the broker is shutting down and has disconnected its clients.
+	Leave()
 
 	// What the cluster counts, for the broker's metrics.
 	LiveNodes() int

@@ -54,6 +54,7 @@ func (f *fakeCluster) SetWill(id string, p []byte) {
 	f.mu.Unlock()
 }
 func (f *fakeCluster) ClearWill(id string)       { f.mu.Lock(); delete(f.wills, id); f.mu.Unlock() }
+func (f *fakeCluster) Leave()                    {}
 func (f *fakeCluster) LiveNodes() int            { return 1 }
 func (f *fakeCluster) ForwardedMessages() uint64 { return 0 }
 func (f *fakeCluster) ForwardedBytes() uint64    { return 0 }
