@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -139,9 +140,10 @@ func (c *client) run() {
 		return
 	}
 	c.state.Store(connEnded)
-	// The borrowed read buffer goes back to the pool when reading is over, from this
-	// goroutine (never during a ReadPacket).
+	// The borrowed read buffer and decode target go back to their pools when reading is
+	// over, from this goroutine (never during a ReadPacket).
 	c.reader.Release()
+	c.releasePacket()
 	c.end(err)
 	c.doneOnce.Do(func() { close(c.done) })
 	c.b.conns.Done()
@@ -152,6 +154,11 @@ func (c *client) run() {
 //
 //go:noinline
 func (c *client) logConnected(present bool) {
+	// Checked first: the arguments (the remote address formatted, the id boxed) cost four
+	// allocations per connection even when debug is off.
+	if !c.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
 	c.log.Debug("client connected", "client", c.id, "version", c.version, "session_present", present, "remote", c.conn.RemoteAddr().String())
 }
 

@@ -196,7 +196,9 @@ func (c *client) appendConnack(present bool, f *connackFacts, expiry uint32) {
 		}
 		c.addConnackProperties(props)
 	}
-	c.ctrl = connack.Append(c.ctrl)
+	// Encoded on the stack first: appending to an empty c.ctrl grew it twice.
+	var buf [64]byte
+	c.ctrl = append(c.ctrl, connack.Append(buf[:0])...)
 }
 
 // resend queues the session's unacknowledged messages again, with DUP, before anything new
