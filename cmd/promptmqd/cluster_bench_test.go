@@ -22,7 +22,9 @@ import (
 //
 //	PMQ_CLUSTER_BENCH=1 go test -run TestClusterPairsBenchmark -v ./cmd/promptmqd
 //
-// (bench/cluster.sh does). PMQ_BENCH_PAIRS (100), PMQ_BENCH_SECONDS (5), PMQ_BENCH_ROUNDS (3).
+// (bench/cluster.sh does). PMQ_BENCH_PAIRS (100), PMQ_BENCH_SECONDS (5), PMQ_BENCH_ROUNDS (3),
+// PMQ_BENCH_RATE (20000, the paced run); PMQ_BENCH_PUB_ADDR and PMQ_BENCH_SUB_ADDR run once
+// against brokers started by hand, to profile them.
 // The generator in bench/ takes one broker address, so it cannot place a pair's two ends on
 // different nodes; this harness speaks MQTT over raw sockets with the same flow control idea
 // (a window of messages in flight per pair) so the brokers, not the client, set the pace.
@@ -34,6 +36,11 @@ func TestClusterPairsBenchmark(t *testing.T) {
 	seconds := envInt("PMQ_BENCH_SECONDS", 5)
 	rounds := envInt("PMQ_BENCH_ROUNDS", 3)
 	rate := envInt("PMQ_BENCH_RATE", 20000)
+	if pubAddr, subAddr := os.Getenv("PMQ_BENCH_PUB_ADDR"), os.Getenv("PMQ_BENCH_SUB_ADDR"); pubAddr != "" && subAddr != "" {
+		// Brokers started by hand (to profile them): one saturated run against them.
+		t.Logf("external: %s", runPairs(t, pubAddr, subAddr, pairs, time.Duration(seconds)*time.Second, 0))
+		return
+	}
 	for _, mode := range []struct {
 		name string
 		rate int
