@@ -430,8 +430,9 @@ func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
 	unsuback := packets.Unsuback{Version: c.version, PacketID: p.PacketID, Reasons: make([]packets.ReasonCode, 0, len(p.Filters))}
 	e := c.e
 	var removed []string
+	var removedAt []int // index of each removed filter in the packet
 	e.mu.Lock()
-	for _, f := range p.Filters {
+	for i, f := range p.Filters {
 		filter := string(f)
 		code := packets.NoSubscriptionExisted // [MQTT-3.11.3-?]
 		if _, ok := e.s.Subscriptions[filter]; ok {
@@ -439,16 +440,17 @@ func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
 			c.b.router.Unsubscribe(e.s.Key, filter)
 			code = packets.Success
 			removed = append(removed, filter)
+			removedAt = append(removedAt, i)
 		}
 		unsuback.Reasons = append(unsuback.Reasons, code)
 	}
+	e.mu.Unlock()
+	if e.durable.Load() && len(removed) > 0 {
+		c.awaitUnsubscriptions(removed, removedAt, unsuback.Reasons)
+	}
+	e.mu.Lock()
 	c.ctrl = unsuback.Append(c.ctrl) // [MQTT-3.10.4-4]
 	e.mu.Unlock()
-	if e.durable.Load() {
-		for _, filter := range removed {
-			c.b.store.DeleteSubscription(e.s.ClientID, filter, c.b.logStoreError("delete subscription"))
-		}
-	}
 	if c.b.cluster != nil {
 		for _, filter := range removed {
 			c.b.clusterUnsubscribed(e.s.Key, filter)
@@ -456,6 +458,32 @@ func (c *client) onUnsubscribe(p *packets.Unsubscribe) error {
 	}
 	c.wakeWriter()
 	return nil
+}
+
+// awaitUnsubscriptions removes the rows of the removed filters of a durable session and waits
+// until that committed, as SUBACK waits for its rows: an UNSUBACK must not announce a removal
+// that a restart undoes. A removal that failed is answered 0x80 (Unspecified error) in 5.0;
+// the filter is gone from memory but its row stays, so it is back after a restart. A 3.x
+// UNSUBACK has no reason codes: the failure is only logged.
+func (c *client) awaitUnsubscriptions(removed []string, removedAt []int, reasons []packets.ReasonCode) {
+	failed := make([]bool, len(removed))
+	for k, filter := range removed {
+		c.b.store.DeleteSubscription(c.e.s.ClientID, filter, func(err error) {
+			if err != nil {
+				c.b.logStoreError("delete subscription")(err)
+				failed[k] = true
+			}
+		})
+	}
+	c.awaitStore()
+	if c.version != packets.V5 {
+		return
+	}
+	for k := range removed {
+		if failed[k] {
+			reasons[removedAt[k]] = packets.UnspecifiedError
+		}
+	}
 }
 
 func (c *client) onDisconnect(p *packets.Disconnect) error {

@@ -349,8 +349,8 @@ func (c *client) watchStore(what string) func(error) {
 
 // awaitStore blocks c's reader until every store operation submitted so far has completed,
 // and reports whether those given watchStore callbacks all committed (it then forgets their
-// failures). CONNACK and SUBACK of a durable session wait so: they promise a session and
-// subscriptions a restart must not forget. The reader holds no lock while it waits (the
+// failures). CONNACK, SUBACK and UNSUBACK of a durable session wait so: they promise a
+// session and subscriptions (or their removal) a restart must not undo. The reader holds no lock while it waits (the
 // writer's callbacks take entry locks), and it reads no packet meanwhile, so nothing it
 // sends later can overtake the answer; acks of earlier publishes, queued by callbacks
 // before the Barrier's, stay ahead of it.

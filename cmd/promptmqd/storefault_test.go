@@ -163,7 +163,8 @@ func lastLine(s string) string { return s[strings.LastIndexByte(s, '\n')+1:] }
 
 // A write the store refuses is never answered as a success, and what it promised is not
 // done: a QoS 1 publish whose delivery row fails gets 0x80 and reaches no subscriber, not
-// even an online one that needs no row; a SUBSCRIBE whose row fails gets 0x80; a CONNECT
+// even an online one that needs no row; a SUBSCRIBE whose row fails gets 0x80, and so does
+// an UNSUBSCRIBE whose row cannot be removed; a CONNECT
 // whose session row fails gets 0x88 (Server unavailable) instead of a CONNACK that promises
 // a session. The failures come from triggers added to the database while the broker is down,
 // so they hit exactly the rows the test names.
@@ -189,6 +190,8 @@ func TestRefusedWritesAreNotForwarded(t *testing.T) {
 		`CREATE TRIGGER fail_subscription BEFORE INSERT ON subscriptions WHEN NEW.filter LIKE 'refused/%'
 			BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;`,
 		`CREATE TRIGGER fail_session BEFORE INSERT ON sessions WHEN NEW.client_id LIKE 'refused-%'
+			BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;`,
+		`CREATE TRIGGER fail_unsubscribe BEFORE DELETE ON subscriptions WHEN OLD.filter LIKE 'sticky/%'
 			BEGIN SELECT RAISE(ABORT, 'injected write failure'); END;`)
 	broker = startBroker(t, "127.0.0.1:0", durableArgs(dir)...)
 
@@ -250,6 +253,12 @@ func TestRefusedWritesAreNotForwarded(t *testing.T) {
 	if err := durable.subscribe("kept/x", 1); err != nil {
 		t.Fatalf("SUBSCRIBE after the failure: %v", err)
 	}
+	if err := durable.subscribe("sticky/x", 1); err != nil {
+		t.Fatal(err)
+	}
+	if reasons := durable.unsubscribe(t, "sticky/x", "kept/x"); len(reasons) != 2 || reasons[0] != packets.UnspecifiedError || reasons[1] != packets.Success {
+		t.Fatalf("UNSUBACK %v, want [0x80 0x00]: the row of sticky/x could not be removed", reasons)
+	}
 
 	if c, err := dialMQTT(broker.addr, "refused-session", true, 3600); err == nil {
 		c.disconnect()
@@ -264,6 +273,27 @@ func TestRefusedWritesAreNotForwarded(t *testing.T) {
 	}
 	if err := broker.stop(); err != nil {
 		t.Error(err)
+	}
+}
+
+// unsubscribe sends UNSUBSCRIBE for filters and returns the UNSUBACK's reason codes.
+func (c *mqttConn) unsubscribe(t *testing.T, filters ...string) []packets.ReasonCode {
+	t.Helper()
+	u := packets.Unsubscribe{Version: packets.V5, PacketID: 2}
+	for _, f := range filters {
+		u.Filters = append(u.Filters, []byte(f))
+	}
+	if _, err := c.conn.Write(u.Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		typ, err := c.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == packets.TypeUnsuback {
+			return c.pkt.Unsuback.Reasons
+		}
 	}
 }
 
