@@ -99,6 +99,8 @@ func (d *dedupe) first(origin []byte, seq uint64) bool {
 	if d.high == nil {
 		d.high = make(map[string]*uint64)
 	}
-	d.high[string(origin)] = &seq
+	h := new(uint64) // not &seq: that would move seq to the heap on every call
+	*h = seq
+	d.high[string(origin)] = h
 	return true
 }
