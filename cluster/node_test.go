@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,10 @@ type fakeLocal struct {
 	remote   [][]byte
 	shared   map[string]int
 	retained [][]byte
+	wills    [][]byte
+	taken    []string
+	state    []byte            // what TakeOver returns
+	held     map[string][]byte // what VisitRetained offers, by topic
 	got      chan struct{}
 }
 
@@ -47,9 +52,32 @@ func (f *fakeLocal) ApplyRetained(p []byte) {
 	f.note()
 }
 
-func (f *fakeLocal) VisitRetained(func(string, []byte)) {}
-func (f *fakeLocal) TakeOver(string, bool) []byte       { return nil }
-func (f *fakeLocal) PublishWill([]byte)                 {}
+func (f *fakeLocal) VisitRetained(fn func(string, []byte)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for topic, p := range f.held {
+		fn(topic, p)
+	}
+}
+
+func (f *fakeLocal) TakeOver(id string, export bool) []byte {
+	f.mu.Lock()
+	f.taken = append(f.taken, id)
+	state := f.state
+	f.mu.Unlock()
+	f.note()
+	if !export {
+		return nil
+	}
+	return state
+}
+
+func (f *fakeLocal) PublishWill(p []byte) {
+	f.mu.Lock()
+	f.wills = append(f.wills, p)
+	f.mu.Unlock()
+	f.note()
+}
 
 func startTestNode(t *testing.T, id string, local Local, peers ...string) *Node {
 	t.Helper()
@@ -120,6 +148,7 @@ func waitFor(t *testing.T, f *fakeLocal, ok func() bool) {
 		}
 		select {
 		case <-f.got:
+		case <-time.After(100 * time.Millisecond): // state some fakes change without a note
 		case <-deadline:
 			t.Fatal("timed out")
 		}
@@ -156,5 +185,140 @@ func BenchmarkForward(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		n.Forward("bench/topic/1", packet, false, false)
+	}
+}
+
+func startFastNode(t *testing.T, id string, local Local, peers ...string) *Node {
+	t.Helper()
+	n, err := Start(Config{NodeID: id, Bind: "127.0.0.1:0", Peers: peers,
+		HeartbeatInterval: 100 * time.Millisecond, DeadAfter: 400 * time.Millisecond}, local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// pollUntil re-checks state that has no event to wait on (peer tables fill by heartbeat).
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two and then three nodes in one process: forwarding with overlapping filters, retained
+// updates and the snapshot a joining node gets, takeover, and a stopped node's wills.
+func TestNodesInProcess(t *testing.T) {
+	l1, l2, l3 := newFakeLocal(), newFakeLocal(), newFakeLocal()
+	l1.held = map[string][]byte{"old/topic": []byte("old-packet")}
+	n1 := startFastNode(t, "n1", l1)
+	route := n1.srv.ClusterAddr().String()
+	n2 := startFastNode(t, "n2", l2, route)
+	pollUntil(t, "two nodes", func() bool { return n1.LiveNodes() == 2 && n2.LiveNodes() == 2 })
+
+	// n2 joined: it asked n1 for its retained messages.
+	waitFor(t, l2, func() bool { return len(l2.retained) == 1 && string(l2.retained[0]) == "old-packet" })
+
+	n2.Subscribe("d/+")
+	n2.Subscribe("d/#")
+	for i := 0; ; i++ { // interest crosses the route asynchronously
+		n1.Forward("d/probe", []byte("probe"), false, false)
+		l2.mu.Lock()
+		arrived := len(l2.remote) > 0
+		l2.mu.Unlock()
+		if arrived {
+			break
+		}
+		select {
+		case <-l2.got:
+		case <-time.After(50 * time.Millisecond):
+		}
+		if i > 200 {
+			t.Fatal("interest never reached n1")
+		}
+	}
+	n1.Forward("d/1", []byte("one"), false, false)
+	n1.Forward("d/2", []byte("two"), false, false)
+	n1.Forward("d/3", []byte("end"), false, false)
+	waitFor(t, l2, func() bool { return len(l2.remote) > 0 && string(l2.remote[len(l2.remote)-1]) == "end" })
+	l2.mu.Lock()
+	var order []string
+	for _, p := range l2.remote {
+		if string(p) != "probe" {
+			order = append(order, string(p))
+		}
+	}
+	l2.mu.Unlock()
+	if strings.Join(order, " ") != "one two end" {
+		t.Errorf("two overlapping filters, three messages: got %q", order)
+	}
+
+	// A retained update reaches every node, with no interest needed; an older one loses.
+	n1.Forward("r/a", []byte("r-a"), true, false)
+	waitFor(t, l2, func() bool { return len(l2.retained) == 2 })
+	stale := appendRetained(nil, "n0", "r/a", version{at: 1, origin: "n0"}, []byte("stale"))
+	if err := n1.pub.Publish(retainedSubj, stale); err != nil {
+		t.Fatal(err)
+	}
+	n1.Forward("r/b", []byte("r-b"), true, false) // after the stale one on the same connection
+	waitFor(t, l2, func() bool { return len(l2.retained) == 3 })
+	l2.mu.Lock()
+	if string(l2.retained[2]) != "r-b" {
+		t.Errorf("a stale retained update was applied: %q", l2.retained)
+	}
+	l2.mu.Unlock()
+
+	// Takeover: the holder answers with its state.
+	l2.state = []byte("session-state")
+	n2.Hold("roamer")
+	var state []byte
+	pollUntil(t, "claim answered", func() bool { state = n1.Claim("roamer", false); return state != nil })
+	if string(state) != "session-state" {
+		t.Fatalf("Claim returned %q", state)
+	}
+	if n1.Claim("nobody", true) != nil {
+		t.Fatal("a client no node holds was claimed")
+	}
+
+	// A third node joins and gets n1's retained messages by snapshot.
+	n3 := startFastNode(t, "n3", l3, route)
+	pollUntil(t, "three nodes", func() bool { return n1.LiveNodes() == 3 && n3.LiveNodes() == 3 })
+	waitFor(t, l3, func() bool {
+		for _, p := range l3.retained {
+			if string(p) == "old-packet" {
+				return true
+			}
+		}
+		return false
+	})
+
+	// n3 dies with a client's will: n1, the lowest live id, publishes it; n2 does not.
+	n3.SetWill("doomed", []byte("will-packet"))
+	n3.SetWill("left", []byte("other"))
+	n3.ClearWill("left")
+	n3.Forward("sync", []byte("x"), false, false) // nothing: just sent after the wills
+	pollUntil(t, "wills known", func() bool {
+		n1.willMu.Lock()
+		defer n1.willMu.Unlock()
+		return len(n1.wills[willKey("n3", n3.incarnation)]) == 1
+	})
+	n3.Stop()
+	waitFor(t, l1, func() bool { return len(l1.wills) == 1 && string(l1.wills[0]) == "will-packet" })
+	pollUntil(t, "n3 dead on n2", func() bool { return n2.LiveNodes() == 2 })
+	l2.mu.Lock()
+	if len(l2.wills) != 0 {
+		t.Errorf("n2 published a will too: %q", l2.wills)
+	}
+	l2.mu.Unlock()
+	if n1.RouteErrors() != 0 || n2.RouteErrors() != 0 {
+		t.Errorf("route errors: n1 %d, n2 %d", n1.RouteErrors(), n2.RouteErrors())
+	}
+	if n1.ForwardedMessages() == 0 || n2.ReceivedMessages() == 0 || n1.ForwardedBytes() == 0 || n2.ReceivedBytes() == 0 {
+		t.Error("counters did not move")
 	}
 }
