@@ -171,7 +171,7 @@ func (c *client) end(err error) {
 	reason, send := c.endReason(err)
 	c.e.mu.Lock()
 	if send && c.version == packets.V5 && !c.closeAfterFlush {
-		c.ctrl = (&packets.Disconnect{Version: c.version, Reason: reason}).Append(c.ctrl)
+		c.appendDisconnect(reason)
 	}
 	c.closeAfterFlush = true
 	c.e.mu.Unlock()
@@ -179,7 +179,7 @@ func (c *client) end(err error) {
 		c.b.stats.disconnect(reason)
 	}
 	if reason != packets.NormalDisconnection || !graceful {
-		c.log.Debug("client connection ended", "client", c.id, "reason", reason.String(), "err", err)
+		c.logEnded(reason, err)
 	}
 	// The last flush is the reader's own: no writer starts after it, and a running one is
 	// waited for through writeMu.
@@ -194,6 +194,20 @@ func (c *client) end(err error) {
 	}
 	c.conn.Close()
 	c.b.detach(c, graceful)
+}
+
+// appendDisconnect queues a DISCONNECT. Apart from its callers so the packet (with its
+// 320-byte Properties) is not in their frames: the end of a connection must fit the 2 KB
+// stack a goroutine starts with (see connect). The caller holds c.e.mu.
+//
+//go:noinline
+func (c *client) appendDisconnect(reason packets.ReasonCode) {
+	c.ctrl = (&packets.Disconnect{Version: c.version, Reason: reason}).Append(c.ctrl)
+}
+
+//go:noinline
+func (c *client) logEnded(reason packets.ReasonCode, err error) {
+	c.log.Debug("client connection ended", "client", c.id, "reason", reason.String(), "err", err)
 }
 
 // lingerClose half-closes a connection the broker ends for an error and discards what the

@@ -145,7 +145,7 @@ func (c *client) readConnect() *packets.Connect {
 	}
 	fh, body, err := c.reader.ReadPacket()
 	if err != nil {
-		c.log.Debug("no CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+		c.logNoConnect(err)
 		return nil
 	}
 	if fh.Type != packets.TypeConnect {
@@ -155,17 +155,29 @@ func (c *client) readConnect() *packets.Connect {
 	c.conn.SetReadDeadline(time.Time{})
 	p := &c.pk().Connect
 	if err := p.Decode(body); err != nil {
-		var perr *packets.Error
-		code := packets.MalformedPacket
-		if errors.As(err, &perr) {
-			code = perr.Code
-		}
-		c.log.Debug("bad CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
-		c.refuse(p.Version, code)
+		c.badConnect(p.Version, err)
 		c.releasePacket()
 		return nil
 	}
 	return p
+}
+
+//go:noinline
+func (c *client) logNoConnect(err error) {
+	c.log.Debug("no CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+}
+
+// badConnect refuses a CONNECT that does not decode, with its reason code.
+//
+//go:noinline
+func (c *client) badConnect(version byte, err error) {
+	var perr *packets.Error
+	code := packets.MalformedPacket
+	if errors.As(err, &perr) {
+		code = perr.Code
+	}
+	c.log.Debug("bad CONNECT", "remote", c.conn.RemoteAddr().String(), "err", err)
+	c.refuse(version, code)
 }
 
 // connackFacts are what the negotiation decided that a 5.0 CONNACK must state.
@@ -179,7 +191,13 @@ type connackFacts struct {
 //
 //go:noinline
 func (c *client) appendConnack(present bool, f *connackFacts, expiry uint32) {
-	connack := packets.Connack{Version: c.version, SessionPresent: present, Reason: packets.Success} // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
+	// The pooled packet's Connack, not one on the stack: 330 bytes more in this frame made
+	// the CONNECT path outgrow the initial stack.
+	connack := &c.pk().Connack
+	*connack = packets.Connack{}
+	connack.Version = c.version
+	connack.SessionPresent = present // [MQTT-3.2.2-2] [MQTT-3.2.2-3]
+	connack.Reason = packets.Success
 	if c.version == packets.V5 {
 		props := &connack.Properties
 		if f.assignedID {
