@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // fakeLocal records what a node hands to its engine.
@@ -321,4 +323,38 @@ func TestNodesInProcess(t *testing.T) {
 	if n1.ForwardedMessages() == 0 || n2.ReceivedMessages() == 0 || n1.ForwardedBytes() == 0 || n2.ReceivedBytes() == 0 {
 		t.Error("counters did not move")
 	}
+}
+
+// nats-url: a node uses an existing NATS server instead of embedding one.
+func TestExternalNATS(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("external NATS server did not start")
+	}
+	t.Cleanup(srv.Shutdown)
+	l1, l2 := newFakeLocal(), newFakeLocal()
+	n1, err := Start(Config{NodeID: "e1", NATSURL: srv.ClientURL(), HeartbeatInterval: 100 * time.Millisecond}, l1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n1.Stop)
+	n2, err := Start(Config{NodeID: "e2", NATSURL: srv.ClientURL(), HeartbeatInterval: 100 * time.Millisecond}, l2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n2.Stop)
+	if n1.srv != nil || n2.srv != nil {
+		t.Fatal("a node embedded a server although nats-url was set")
+	}
+	n2.Subscribe("x/#")
+	if err := n2.pub.Flush(); err != nil { // one server: the subscription is known once flushed
+		t.Fatal(err)
+	}
+	n1.Forward("x/1", []byte("via-external"), false, false)
+	waitFor(t, l2, func() bool { return len(l2.remote) == 1 && string(l2.remote[0]) == "via-external" })
+	pollUntil(t, "peers by heartbeat", func() bool { return n1.LiveNodes() == 2 })
 }
