@@ -119,7 +119,7 @@ func (p *Publish) Append(dst []byte) []byte {
 	start := len(dst)
 	dst = appendHeader(dst, first, base)
 	headerLen := len(dst) - start
-	dst = appendShort(append(dst, byte(len(p.Topic)>>8), byte(len(p.Topic))), p.Topic)
+	dst = append(append(dst, byte(len(p.Topic)>>8), byte(len(p.Topic))), p.Topic...)
 	if hasID {
 		dst = append(dst, byte(p.PacketID>>8), byte(p.PacketID))
 	}
