@@ -12,13 +12,14 @@ package topics
 //
 // Chosen: copy-on-write values published with atomic pointers. Every field a reader
 // follows (a table slot's node, a node's '+' child and subscription sets, an exact
-// entry's set and chain, a share group's member list) is an atomic pointer to a value
-// that is not modified once published, except through other atomic fields. A writer
-// (Subscribe, Unsubscribe) holds the mutex of the one shard it changes, builds the
-// replacement value and stores it; a reader (Match) only loads, so it takes no lock
-// at all, never writes shared memory (except the round-robin cursor of a $share group
-// it delivers to), and scales with cores. The garbage collector reclaims what readers
-// may still hold, which is what makes this RCU-like scheme safe in Go without epochs.
+// slot's entry and an entry's set, a share group's member list) is an atomic pointer
+// to a value that is not modified once published, except through other atomic
+// fields. A writer (Subscribe, Unsubscribe) holds the mutex of the one shard it
+// changes, builds the replacement value and stores it; a reader (Match) only loads,
+// so it takes no lock at all, never writes shared memory (except the round-robin
+// cursor of a $share group it delivers to), and scales with cores. The garbage
+// collector reclaims what readers may still hold, which is what makes this RCU-like
+// scheme safe in Go without epochs.
 //
 // Rejected: an RWMutex per shard. RLock and RUnlock each write the lock's reader
 // count, so two cores matching at once bounce that cache line between them on every
@@ -275,7 +276,7 @@ func (r *Router) hash(level string) uint64 { return maphash.String(r.seed, level
 
 // shardOf picks the shard of a filter (not a $share form) from its first level. The
 // top bits pick the shard because the low bits of the keys derived from it pick the
-// slots and buckets inside the shard.
+// slots inside the shard.
 func (r *Router) shardOf(filter string) *shard {
 	first, _, _ := cutLevel(filter)
 	if first == "+" || first == "#" {

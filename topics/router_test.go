@@ -258,8 +258,7 @@ func TestRouterSharedGroupsAreSeparate(t *testing.T) {
 func TestRouterWideFanout(t *testing.T) {
 	// Enough filters to grow the exact index ("dev/N/temp") and the node table
 	// ("dev/N/+") through several resizes on the way up and down; removal in random
-	// order exercises the deleted slots of the node table and the chain unlinking of
-	// the exact index.
+	// order exercises the deleted slots of the node table and of the exact index.
 	for _, form := range []string{"dev/%d/temp", "dev/%d/+"} {
 		for _, n := range []int{200, 3000} {
 			r := NewRouter(Limits{})
