@@ -352,11 +352,9 @@ func (n *Node) stopNow() {
 	}
 }
 
-// Forward sends a message accepted on this node to every node with interest in its topic,
-// and, when retain is set, the retained update to every node (cleared: the payload is empty,
-// which clears the topic's retained message [MQTT-3.3.1-6]). packet is the engine's PUBLISH
-// encoding; it is copied before Forward returns.
-func (n *Node) Forward(topic string, packet []byte, retain, cleared bool) {
+// Forward sends a message accepted on this node to every node with interest in its topic.
+// packet is the engine's PUBLISH encoding; it is copied before Forward returns.
+func (n *Node) Forward(topic string, packet []byte) {
 	if strings.HasPrefix(topic, "$SYS/") {
 		return // each node's own statistics, not the cluster's
 	}
@@ -376,9 +374,6 @@ func (n *Node) Forward(topic string, packet []byte, retain, cleared bool) {
 	err := n.pub.Publish(subject, buf)
 	n.pubMu.Unlock()
 	n.published(len(buf), err)
-	if retain {
-		n.forwardRetained(topic, packet, cleared)
-	}
 }
 
 func (n *Node) published(size int, err error) {
@@ -390,11 +385,23 @@ func (n *Node) published(size int, err error) {
 	n.stats.ForwardedBytes.Add(uint64(size))
 }
 
-// forwardRetained records this node's retained update and broadcasts it.
-func (n *Node) forwardRetained(topic string, packet []byte, cleared bool) {
-	v := version{at: time.Now().UnixNano(), origin: n.id, deleted: cleared}
+// Retain decides a retained update made on this node (cleared: packet's empty payload clears
+// the topic [MQTT-3.3.1-6]) and broadcasts it to every node. apply, which sets this node's
+// retained index, runs under retMu with the decision, the lock under which updates from other
+// nodes are decided and applied too (applyRetained): one rule, last writer wins by (time,
+// node id), orders every update of a topic on every node. The version is above every version
+// of the topic this node has seen, so an update made here after one it applied wins over it,
+// even when the other node's clock runs ahead.
+func (n *Node) Retain(topic string, packet []byte, cleared bool, apply func()) {
 	n.retMu.Lock()
+	v := version{at: time.Now().UnixNano(), origin: n.id, deleted: cleared}
+	if cur, ok := n.versions[topic]; ok && cur.at >= v.at {
+		v.at = cur.at + 1
+	}
 	n.versions[topic] = v
+	if apply != nil {
+		apply()
+	}
 	n.retMu.Unlock()
 	frame := appendRetained(nil, n.id, topic, v, packet)
 	n.published(len(frame), n.pub.Publish(retainedSubj, frame))

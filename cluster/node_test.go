@@ -131,7 +131,7 @@ func TestOneNodeOverlapAndOwnSharedMember(t *testing.T) {
 	if err := n.queue.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	n.Forward("x/y", []byte{0x30, 0}, false, false)
+	n.Forward("x/y", []byte{0x30, 0})
 	waitFor(t, local, func() bool { return local.shared["$share/g/x/#"] == 1 })
 	if len(local.remote) != 0 {
 		t.Fatal("a node received its own forwarded message as remote")
@@ -186,7 +186,7 @@ func BenchmarkForward(b *testing.B) {
 	packet := make([]byte, 90)
 	b.ReportAllocs()
 	for b.Loop() {
-		n.Forward("bench/topic/1", packet, false, false)
+		n.Forward("bench/topic/1", packet)
 	}
 }
 
@@ -229,7 +229,7 @@ func TestNodesInProcess(t *testing.T) {
 	n2.Subscribe("d/+")
 	n2.Subscribe("d/#")
 	for i := 0; ; i++ { // interest crosses the route asynchronously
-		n1.Forward("d/probe", []byte("probe"), false, false)
+		n1.Forward("d/probe", []byte("probe"))
 		l2.mu.Lock()
 		arrived := len(l2.remote) > 0
 		l2.mu.Unlock()
@@ -244,9 +244,9 @@ func TestNodesInProcess(t *testing.T) {
 			t.Fatal("interest never reached n1")
 		}
 	}
-	n1.Forward("d/1", []byte("one"), false, false)
-	n1.Forward("d/2", []byte("two"), false, false)
-	n1.Forward("d/3", []byte("end"), false, false)
+	n1.Forward("d/1", []byte("one"))
+	n1.Forward("d/2", []byte("two"))
+	n1.Forward("d/3", []byte("end"))
 	waitFor(t, l2, func() bool { return len(l2.remote) > 0 && string(l2.remote[len(l2.remote)-1]) == "end" })
 	l2.mu.Lock()
 	var order []string
@@ -261,13 +261,13 @@ func TestNodesInProcess(t *testing.T) {
 	}
 
 	// A retained update reaches every node, with no interest needed; an older one loses.
-	n1.Forward("r/a", []byte("r-a"), true, false)
+	n1.Retain("r/a", []byte("r-a"), false, nil)
 	waitFor(t, l2, func() bool { return len(l2.retained) == 2 })
 	stale := appendRetained(nil, "n0", "r/a", version{at: 1, origin: "n0"}, []byte("stale"))
 	if err := n1.pub.Publish(retainedSubj, stale); err != nil {
 		t.Fatal(err)
 	}
-	n1.Forward("r/b", []byte("r-b"), true, false) // after the stale one on the same connection
+	n1.Retain("r/b", []byte("r-b"), false, nil) // after the stale one on the same connection
 	waitFor(t, l2, func() bool { return len(l2.retained) == 3 })
 	l2.mu.Lock()
 	if string(l2.retained[2]) != "r-b" {
@@ -303,7 +303,7 @@ func TestNodesInProcess(t *testing.T) {
 	n3.SetWill("doomed", []byte("will-packet"))
 	n3.SetWill("left", []byte("other"))
 	n3.ClearWill("left")
-	n3.Forward("sync", []byte("x"), false, false) // nothing: just sent after the wills
+	n3.Forward("sync", []byte("x")) // nothing: just sent after the wills
 	pollUntil(t, "wills known", func() bool {
 		n1.willMu.Lock()
 		defer n1.willMu.Unlock()
@@ -354,7 +354,7 @@ func TestExternalNATS(t *testing.T) {
 	if err := n2.pub.Flush(); err != nil { // one server: the subscription is known once flushed
 		t.Fatal(err)
 	}
-	n1.Forward("x/1", []byte("via-external"), false, false)
+	n1.Forward("x/1", []byte("via-external"))
 	waitFor(t, l2, func() bool { return len(l2.remote) == 1 && string(l2.remote[0]) == "via-external" })
 	pollUntil(t, "peers by heartbeat", func() bool { return n1.LiveNodes() == 2 })
 }

@@ -18,9 +18,15 @@ import (
 // joins the two. Packets are MQTT 5.0 PUBLISH packets as encoded here; session state is bytes
 // only this file writes and reads.
 type Cluster interface {
-	// Forward sends a message this node accepted to the other nodes with interest, and a
-	// retained update (cleared: the empty payload that clears a topic) to every node.
-	Forward(topic string, packet []byte, retain, cleared bool)
+	// Forward sends a message this node accepted to the other nodes with interest, once it
+	// reached this node's subscribers (after its durable commit; never a refused one).
+	Forward(topic string, packet []byte)
+	// Retain decides a retained update made on this node (cleared: the empty payload that
+	// clears a topic) by the cluster's last-writer-wins rule, runs apply, which updates this
+	// node's retained index, while holding that decision, and sends the update to every node.
+	// Updates from other nodes (Local.ApplyRetained) are decided under the same rule and lock,
+	// so each node's index ends with the same winner.
+	Retain(topic string, packet []byte, cleared bool, apply func())
 	// Subscribe and Unsubscribe count the local holders of a filter ("$share/g/f" included).
 	Subscribe(filter string)
 	Unsubscribe(filter string)
@@ -172,14 +178,24 @@ func (b *Broker) clusterAttached(id string, will *session.Will) {
 	b.writeBuffers.Put(buf)
 }
 
-// forward hands a message accepted here to the cluster. $SYS topics are each node's own
+// forward hands a message accepted here to the cluster when it reaches this node's
+// subscribers (retainNow), with its retained update. $SYS topics are each node's own
 // statistics and stay on it.
 func (b *Broker) forward(msg *session.Message) {
 	if strings.HasPrefix(msg.Topic, "$SYS/") {
+		if msg.Retain {
+			b.setRetained(msg)
+		}
 		return
 	}
 	buf := b.encodeMessage(msg, msg.QoS, msg.Retain)
-	b.cluster.Forward(msg.Topic, *buf, msg.Retain, len(msg.Payload) == 0)
+	if msg.Retain {
+		// One closure per retained message: the index update must run inside the cluster's
+		// decision, not before it, or a peer's update decided meanwhile could be overwritten
+		// here and win everywhere else.
+		b.cluster.Retain(msg.Topic, *buf, len(msg.Payload) == 0, func() { b.setRetained(msg) })
+	}
+	b.cluster.Forward(msg.Topic, *buf)
 	b.writeBuffers.Put(buf)
 }
 
@@ -234,7 +250,8 @@ func dropShared(m *topics.Matches) {
 	m.Deliveries = kept
 }
 
-// DeliverRemote routes a message forwarded by another node to this node's subscribers.
+// DeliverRemote routes a message forwarded by another node to this node's subscribers. It
+// leaves the retained state alone even when the message has the retain flag.
 func (l *ClusterLocal) DeliverRemote(packet []byte) {
 	b := l.b
 	p := &b.cs.scratch
@@ -243,7 +260,8 @@ func (l *ClusterLocal) DeliverRemote(packet []byte) {
 		return
 	}
 	msg := b.messages.Get(p, p.Topic, 0, now(), 0)
-	if work := b.deliverMatching(msg, &b.cs.matches, false); work != nil {
+	// Not here: its retained update comes through ApplyRetained, decided by last writer.
+	if work := b.deliverMatching(msg, &b.cs.matches, false, false); work != nil {
 		work.done(nil)
 	}
 	msg.Release()
@@ -271,7 +289,7 @@ func (l *ClusterLocal) DeliverShared(filter string, packet []byte) {
 	m.Deliveries = append(m.Deliveries, topics.Delivery{Client: member.key, QoS: member.opts.QoS,
 		RetainAsPublished: member.opts.RetainAsPublished, IDs: ids, Shared: true})
 	b.keepReaders(m, msg.Topic)
-	if work := b.deliverTo(msg, m, false); work != nil {
+	if work := b.deliverTo(msg, m, false, false); work != nil {
 		work.done(nil)
 	}
 	msg.Release()

@@ -32,10 +32,18 @@ func newFakeCluster() *fakeCluster {
 	return &fakeCluster{interest: map[string]int{}, holds: map[string]bool{}, wills: map[string][]byte{}}
 }
 
-func (f *fakeCluster) Forward(topic string, packet []byte, retain, cleared bool) {
+func (f *fakeCluster) Forward(topic string, packet []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.forwarded = append(f.forwarded, forwarded{topic, append([]byte(nil), packet...), retain, cleared})
+	f.forwarded = append(f.forwarded, forwarded{topic, append([]byte(nil), packet...), false, false})
+}
+
+// Retain records the update (before the message's Forward) and applies it, as the only node.
+func (f *fakeCluster) Retain(topic string, packet []byte, cleared bool, apply func()) {
+	f.mu.Lock()
+	f.forwarded = append(f.forwarded, forwarded{topic, append([]byte(nil), packet...), true, cleared})
+	f.mu.Unlock()
+	apply()
 }
 func (f *fakeCluster) Subscribe(filter string)   { f.mu.Lock(); f.interest[filter]++; f.mu.Unlock() }
 func (f *fakeCluster) Unsubscribe(filter string) { f.mu.Lock(); f.interest[filter]--; f.mu.Unlock() }
@@ -254,7 +262,8 @@ func BenchmarkClusterForwardEncode(b *testing.B) {
 // nullCluster drops everything, to measure the engine's side alone.
 type nullCluster struct{ fakeCluster }
 
-func (*nullCluster) Forward(string, []byte, bool, bool) {}
+func (*nullCluster) Forward(string, []byte)                          {}
+func (*nullCluster) Retain(_ string, _ []byte, _ bool, apply func()) { apply() }
 
 func TestClusterMetricsRegistered(t *testing.T) {
 	b, err := New(Options{Config: testConfig()})
@@ -274,5 +283,39 @@ func TestClusterMetricsRegistered(t *testing.T) {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("metrics lack %s", name)
 		}
+	}
+}
+
+// A retained PUBLISH accepted here goes to the cluster's retained rule, which applies it to the
+// index; the same packet forwarded by another node reaches subscribers (flag kept only for
+// Retain As Published) and leaves the index alone: that node's update comes through
+// ApplyRetained, decided by last writer.
+func TestClusterRetainedOnlyThroughTheRule(t *testing.T) {
+	a, addrA, fa := clusteredBroker(t)
+	b, addrB, _ := clusteredBroker(t)
+	pub := dialRaw(t, addrA, packets.V5)
+	pub.mustConnect("pub", nil)
+	pub.publish(&packets.Publish{Topic: []byte("ret/1"), QoS: 1, PacketID: 1, Retain: true, Payload: []byte("set-here")})
+	got := fa.snapshot()
+	if len(got) != 2 || !got[0].retain || got[0].cleared || got[1].retain || got[0].topic != "ret/1" {
+		t.Fatalf("forwarded %+v, want the retained update then the message", got)
+	}
+	if m, ok := a.retained.Get("ret/1"); !ok || string(m.Payload) != "set-here" {
+		t.Fatalf("origin's retained index: %v, %v", m, ok)
+	}
+
+	watcher := dialRaw(t, addrB, packets.V5)
+	watcher.mustConnect("watcher", nil)
+	watcher.subscribe(1, 0, packets.Subscription{Filter: []byte("ret/#"), QoS: 1, RetainAsPublished: true})
+	b.ClusterLocal().DeliverRemote(got[1].packet)
+	if m := watcher.receive(); m.Payload != "set-here" || !m.Retain {
+		t.Fatalf("forwarded retained message: %+v, want it with the flag (Retain As Published)", m)
+	}
+	if _, ok := b.retained.Get("ret/1"); ok {
+		t.Fatal("a forwarded PUBLISH set the retained index, bypassing last-writer-wins")
+	}
+	b.ClusterLocal().ApplyRetained(got[0].packet)
+	if m, ok := b.retained.Get("ret/1"); !ok || string(m.Payload) != "set-here" {
+		t.Fatalf("ApplyRetained: %v, %v", m, ok)
 	}
 }

@@ -260,32 +260,33 @@ func (b *Broker) route(msg *session.Message, m *topics.Matches) *durableWork {
 // routeBehind is route for a publisher that may still have messages waiting for the store:
 // with behind set, msg waits for them (a store Barrier) even when it has no durable effect
 // of its own, so it reaches no subscriber before them. A message that waits for the store
-// reaches the subscribers and the retained index only once its rows committed, and never
-// when they failed: its publisher is then refused, and a refused PUBLISH must not have been
-// forwarded (DESIGN.md, step 8; store.go).
+// reaches the subscribers, the retained index and the other nodes of a cluster only once its
+// rows committed, and never when they failed: its publisher is then refused, and a refused
+// PUBLISH must not have been forwarded (DESIGN.md, step 8; store.go).
 func (b *Broker) routeBehind(msg *session.Message, m *topics.Matches, behind bool) *durableWork {
-	if b.cluster != nil {
-		b.forward(msg)
-	}
-	return b.deliverMatching(msg, m, behind)
+	return b.deliverMatching(msg, m, behind, true)
 }
 
-// deliverMatching is routeBehind on this node only: a message another node forwarded comes
-// in here (cluster.go).
-func (b *Broker) deliverMatching(msg *session.Message, m *topics.Matches, behind bool) *durableWork {
+// deliverMatching matches msg against this node's subscriptions and delivers it. here says
+// msg was accepted on this node: it updates the retained state and, clustered, is forwarded.
+// A message another node forwarded comes in with here unset (cluster.go): it only reaches
+// this node's subscribers, since its retained update comes through the cluster's
+// last-writer-wins rule (ApplyRetained), never with the message.
+func (b *Broker) deliverMatching(msg *session.Message, m *topics.Matches, behind, here bool) *durableWork {
 	m.Reset()
 	b.router.Match(msg.Topic, msg.Publisher, b.online, m)
 	if b.cluster != nil {
 		dropShared(m)
 	}
 	b.keepReaders(m, msg.Topic) // a subscription wider than the ACL gets only what it allows
-	return b.deliverTo(msg, m, behind)
+	return b.deliverTo(msg, m, behind, here)
 }
 
 // deliverTo delivers msg to m's deliveries, its durable effects first.
-func (b *Broker) deliverTo(msg *session.Message, m *topics.Matches, behind bool) *durableWork {
+func (b *Broker) deliverTo(msg *session.Message, m *topics.Matches, behind, here bool) *durableWork {
 	var work *durableWork
-	if b.durable && (msg.QoS > 0 || msg.Retain) {
+	retained := msg.Retain && here
+	if b.durable && (msg.QoS > 0 || retained) {
 		// Rows go to the store before the message reaches any queue, so that no PUBACK's
 		// delete can overtake them. The slice is the store's until its callback.
 		var rows []persist.Delivery
@@ -300,21 +301,35 @@ func (b *Broker) deliverTo(msg *session.Message, m *topics.Matches, behind bool)
 				rows = append(rows, persist.Delivery{ClientID: e.s.ClientID, QoS: qos, Retain: msg.Retain && d.RetainAsPublished, SubIDs: cloneIDs(d.IDs)})
 			}
 		}
-		work = b.persistRoute(msg, rows)
+		if msg.Retain && !retained {
+			// persistRoute stores a retained row for a message with the flag; a forwarded
+			// message must not (see deliverMatching). msg is not shared yet, and the rows
+			// carry each delivery's own flag.
+			msg.Retain = false
+			work = b.persistRoute(msg, rows)
+			msg.Retain = true
+		} else {
+			work = b.persistRoute(msg, rows)
+		}
 	}
 	if work == nil && behind {
 		work = b.waitBehind(msg)
 	}
-	b.routeNow(msg, m, work)
+	b.routeNow(msg, m, work, here)
 	return work
 }
 
-// routeNow updates the retained index and queues msg for m's deliveries, or, with work set,
-// leaves both to work's completion (store.go, durableWork).
-func (b *Broker) routeNow(msg *session.Message, m *topics.Matches, work *durableWork) {
+// routeNow queues msg for m's deliveries and, for a message accepted here, runs retainNow
+// (retained index, forwarding), or, with work set, leaves all of it to work's completion
+// (store.go, durableWork).
+func (b *Broker) routeNow(msg *session.Message, m *topics.Matches, work *durableWork, here bool) {
+	// Clustered, every message accepted here is forwarded when it reaches the local
+	// subscribers: after its commit, never when refused, and in its publisher's order, since
+	// a message behind one waiting for the store waits too (routeBehind).
+	atRouting := here && (msg.Retain || b.cluster != nil)
 	if work != nil {
-		work.retain = msg.Retain
-	} else if msg.Retain {
+		work.retain = atRouting // done calls retainNow before the deliveries and the publisher's ack
+	} else if atRouting {
 		b.retainNow(msg)
 	}
 	for i := range m.Deliveries {
@@ -336,8 +351,22 @@ func (b *Broker) routeNow(msg *session.Message, m *topics.Matches, work *durable
 	}
 }
 
-// retainNow makes msg the retained message of its topic, or removes it for an empty payload.
+// retainNow runs when a message accepted on this node reaches its local subscribers: at once,
+// or when its durable work committed (durableWork.done calls it when work.retain is set, which
+// routeNow also sets for a clustered broker's forwarding). It forwards the message to the
+// cluster, and makes it the retained message of its topic when it has the retain flag.
 func (b *Broker) retainNow(msg *session.Message) {
+	if b.cluster != nil {
+		b.forward(msg) // the retained update too, under the cluster's rule
+		return
+	}
+	if msg.Retain {
+		b.setRetained(msg)
+	}
+}
+
+// setRetained makes msg the retained message of its topic, or removes it for an empty payload.
+func (b *Broker) setRetained(msg *session.Message) {
 	if len(msg.Payload) == 0 {
 		b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
 		return
