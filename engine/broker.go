@@ -78,6 +78,7 @@ type Broker struct {
 	idleDone sync.WaitGroup
 	// parkedSinceRelease counts parks since the sweeper last gave memory back.
 	parkedSinceRelease atomic.Int64
+	lastRelease        atomic.Int64 // unix ns of the sweeper's last release
 	// parkNotify, when set (by tests, before Serve), receives each client that parked.
 	parkNotify chan *client
 }

@@ -324,8 +324,9 @@ func (b *Broker) sweepOnce(batch []*client) []*client {
 		}
 	}
 	clear(batch)
-	if requested == 0 && b.parkedSinceRelease.Load() >= releaseAfterParks {
+	if requested == 0 && b.parkedSinceRelease.Load() >= releaseAfterParks && t-b.lastRelease.Load() >= int64(minReleaseInterval) {
 		b.parkedSinceRelease.Store(0)
+		b.lastRelease.Store(t)
 		// The stacks of the goroutines that parked are free only for the runtime: it takes
 		// them back at its next GC and returns pages to the OS down to about the heap goal.
 		// An idle broker allocates nothing, so that GC would never come, and the memory
@@ -336,6 +337,10 @@ func (b *Broker) sweepOnce(batch []*client) []*client {
 	}
 	return batch[:0]
 }
+
+// minReleaseInterval bounds the cost of releases when waves of parking keep coming: a
+// forced GC marks the whole heap.
+const minReleaseInterval = 10 * time.Second
 
 // releaseAfterParks is how many connections must have parked since the last release for a
 // wave's end to give memory back (at least 2 MB of goroutine stacks).

@@ -225,3 +225,19 @@ func TestParkDeclinedMidPacket(t *testing.T) {
 		t.Fatalf("state %d, want reading", got)
 	}
 }
+
+// TestReleaseAfterParkingWave: memory is given back once a wave of parking is over (a sweep
+// that asks nobody to park), and not again within minReleaseInterval.
+func TestReleaseAfterParkingWave(t *testing.T) {
+	b, _ := parkingBroker(t)
+	b.parkedSinceRelease.Store(releaseAfterParks)
+	b.sweepOnce(nil)
+	if n := b.parkedSinceRelease.Load(); n != 0 {
+		t.Fatalf("after a quiet sweep %d parks still counted, want a release", n)
+	}
+	b.parkedSinceRelease.Store(releaseAfterParks)
+	b.sweepOnce(nil)
+	if n := b.parkedSinceRelease.Load(); n != releaseAfterParks {
+		t.Fatalf("released again within %v", minReleaseInterval)
+	}
+}
