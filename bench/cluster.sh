@@ -13,7 +13,8 @@
 #
 # Environment: BASE (the parent of the commit that added cluster/), NEW (HEAD),
 # ROUNDS (3), DURATION (5s), ROWS (pairs-q0 fanin-q0 latency-q1), PORT (29886),
-# BROKER_CORE (0), GEN_CORE (1), PAIRS (100), SKIP_AB=1 / SKIP_HOP=1 to run one part.
+# BROKER_CORE (0), GEN_CORE (1), PAIRS (100), SKIP_AB=1 / SKIP_HOP=1 to run one part,
+# HOP_BASE (a revision: its two-node rounds of part 2 run interleaved with this tree's).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -88,6 +89,14 @@ fi
 
 if [ "${SKIP_HOP:-0}" != 1 ]; then
 	echo
-	PMQ_CLUSTER_BENCH=1 PMQ_BENCH_PAIRS="$PAIRS" PMQ_BENCH_ROUNDS="$ROUNDS" PMQ_BENCH_SECONDS="${DURATION%s}" \
+	HOP_BINARY=""
+	if [ -n "${HOP_BASE:-}" ]; then
+		mkdir -p "$WORK/src-hop"
+		git archive "$HOP_BASE" | tar -x -C "$WORK/src-hop"
+		(cd "$WORK/src-hop" && go build -o "$WORK/promptmqd-hop-base" ./cmd/promptmqd)
+		HOP_BINARY=$WORK/promptmqd-hop-base
+		echo "hop: base build $(git rev-parse --short "$HOP_BASE") interleaved with the working tree" >&2
+	fi
+	PMQ_BENCH_BASE="$HOP_BINARY" PMQ_CLUSTER_BENCH=1 PMQ_BENCH_PAIRS="$PAIRS" PMQ_BENCH_ROUNDS="$ROUNDS" PMQ_BENCH_SECONDS="${DURATION%s}" \
 		go test -count=1 -run TestClusterPairsBenchmark -v ./cmd/promptmqd 2>&1 | grep -E 'cluster_bench_test|^(ok|FAIL|---)'
 fi

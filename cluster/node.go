@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,10 +112,12 @@ type Node struct {
 	stopOnce    sync.Once
 	loops       sync.WaitGroup
 
-	pubMu    sync.Mutex // guards seq, pubBuf and subjects
+	pubMu    sync.Mutex // guards seq, subjects and the batches
 	seq      uint64
-	pubBuf   []byte
 	subjects map[string]string
+	batches  batches
+	kick     chan struct{} // a frame is pending: the forwarder flushes
+	forwards sync.WaitGroup
 
 	intMu    sync.Mutex
 	interest map[string]*interest
@@ -176,6 +180,7 @@ func Start(cfg Config, local Local) (*Node, error) {
 		data:        make(chan *nats.Msg, inboxSize),
 		ctrl:        make(chan *nats.Msg, inboxSize),
 		stop:        make(chan struct{}),
+		kick:        make(chan struct{}, 1),
 		subjects:    make(map[string]string),
 		interest:    make(map[string]*interest),
 		holds:       make(map[string]*nats.Subscription),
@@ -196,6 +201,8 @@ func Start(cfg Config, local Local) (*Node, error) {
 		n.Stop()
 		return nil, err
 	}
+	n.forwards.Add(1)
+	go n.forwarder()
 	n.loops.Add(3)
 	go n.dataLoop()
 	go n.ctrlLoop()
@@ -339,6 +346,7 @@ func (n *Node) Stop() {
 
 func (n *Node) stopNow() {
 	close(n.stop)
+	n.forwards.Wait() // its last flush goes out before the connection closes
 	if n.pub != nil {
 		n.pub.Close()
 	}
@@ -352,14 +360,14 @@ func (n *Node) stopNow() {
 	}
 }
 
-// Forward sends a message accepted on this node to every node with interest in its topic.
-// packet is the engine's PUBLISH encoding; it is copied before Forward returns.
+// Forward sends a message accepted on this node to every node with interest in its topic:
+// it joins the batch of its subject, which the forwarder sends (batches.go). packet is the
+// engine's PUBLISH encoding; it is copied before Forward returns.
 func (n *Node) Forward(topic string, packet []byte) {
 	if strings.HasPrefix(topic, "$SYS/") {
 		return // each node's own statistics, not the cluster's
 	}
 	n.pubMu.Lock()
-	n.seq++
 	subject, ok := n.subjects[topic]
 	if !ok {
 		if len(n.subjects) >= subjectCacheMax {
@@ -368,12 +376,62 @@ func (n *Node) Forward(topic string, packet []byte) {
 		subject = string(AppendSubject(nil, topic))
 		n.subjects[topic] = subject
 	}
-	buf := appendHeader(n.pubBuf[:0], kindMessage, n.id, n.seq)
-	buf = append(buf, packet...)
-	n.pubBuf = buf
-	err := n.pub.Publish(subject, buf)
+	b, first := n.batches.add(subject, n.id, packet)
+	if len(b.buf) >= batchBytes {
+		n.sendLocked(b)
+	} else if first {
+		select {
+		case n.kick <- struct{}{}:
+		default: // a kick is pending: the forwarder has not flushed yet
+		}
+	}
 	n.pubMu.Unlock()
-	n.published(len(buf), err)
+}
+
+// forwarder sends the pending batches each time it is kicked. No timer: a lone message goes
+// out as soon as this goroutine runs, and while it waits for a processor, frames gather.
+func (n *Node) forwarder() {
+	defer n.forwards.Done()
+	for {
+		select {
+		case <-n.stop:
+			n.flush()
+			return
+		case <-n.kick:
+		}
+		// Let the goroutines that are forwarding right now append before this flush: a
+		// yield, not a wait, so an idle node adds nothing.
+		runtime.Gosched()
+		n.flush()
+	}
+}
+
+// flush sends every pending batch, oldest first.
+func (n *Node) flush() {
+	n.pubMu.Lock()
+	for _, b := range n.batches.open {
+		n.sendLocked(b)
+	}
+	n.batches.reset()
+	n.pubMu.Unlock()
+}
+
+// sendLocked publishes b's frames as one NATS message under the next sequence and empties
+// b. pubMu is held: sequences go out in the order they are given, which dedupe relies on.
+func (n *Node) sendLocked(b *batch) {
+	if b.frames == 0 {
+		return
+	}
+	n.seq++
+	binary.BigEndian.PutUint64(b.buf[b.seqAt:], n.seq)
+	err := n.pub.Publish(b.subject, b.buf)
+	if err != nil {
+		n.stats.RouteErrors.Add(1)
+	} else {
+		n.stats.ForwardedMessages.Add(uint64(b.frames))
+		n.stats.ForwardedBytes.Add(uint64(len(b.buf)))
+	}
+	b.buf, b.frames = b.buf[:b.seqAt+8], 0
 }
 
 func (n *Node) published(size int, err error) {
@@ -492,7 +550,7 @@ func shareInner(filter string) (inner string, ok bool) {
 	return inner, ok
 }
 
-// dataLoop handles forwarded messages, in the order the connections received them.
+// dataLoop handles forwarded batches, in the order the connections received them.
 func (n *Node) dataLoop() {
 	defer n.loops.Done()
 	for {
@@ -500,22 +558,42 @@ func (n *Node) dataLoop() {
 		case <-n.stop:
 			return
 		case m := <-n.data:
-			n.stats.ReceivedMessages.Add(1)
-			n.stats.ReceivedBytes.Add(uint64(len(m.Data)))
-			f, err := parseFrame(m.Data)
-			if err != nil || f.kind != kindMessage {
-				n.stats.RouteErrors.Add(1)
-				continue
-			}
-			if filter, shared := n.shareOf.Load(m.Sub); shared {
-				n.local.DeliverShared(filter.(string), f.rest)
-				continue
-			}
-			if n.dedupe.first(f.origin, f.n) {
-				n.local.DeliverRemote(f.rest)
-			}
+			n.receive(m.Sub, m.Data)
 		}
 	}
+}
+
+// receive hands each message of a batch to the engine. It allocates nothing: frames are
+// slices of data.
+func (n *Node) receive(sub *nats.Subscription, data []byte) {
+	f, err := parseFrame(data)
+	if err != nil || f.kind != kindBatch {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	n.stats.ReceivedBytes.Add(uint64(len(data)))
+	var filter string
+	if v, shared := n.shareOf.Load(sub); shared {
+		filter = v.(string)
+	} else if !n.dedupe.first(f.origin, f.n) {
+		return // another subscription of this node's connection matched the same batch
+	}
+	frames, rest := 0, f.rest
+	for len(rest) > 0 {
+		packet, more, ok := cutFrame(rest)
+		if !ok {
+			n.stats.RouteErrors.Add(1)
+			break
+		}
+		rest = more
+		frames++
+		if filter != "" {
+			n.local.DeliverShared(filter, packet)
+		} else {
+			n.local.DeliverRemote(packet)
+		}
+	}
+	n.stats.ReceivedMessages.Add(uint64(frames))
 }
 
 // ctrlLoop handles retained updates, snapshots, heartbeats and wills.

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"bytes"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"unicode"
@@ -106,10 +108,10 @@ func TestDedupe(t *testing.T) {
 }
 
 func TestFrames(t *testing.T) {
-	b := appendHeader(nil, kindMessage, "node-1", 42)
+	b := appendHeader(nil, kindBatch, "node-1", 42)
 	b = append(b, "payload"...)
 	f, err := parseFrame(b)
-	if err != nil || f.kind != kindMessage || string(f.origin) != "node-1" || f.n != 42 || string(f.rest) != "payload" {
+	if err != nil || f.kind != kindBatch || string(f.origin) != "node-1" || f.n != 42 || string(f.rest) != "payload" {
 		t.Fatalf("parseFrame = %+v, %v", f, err)
 	}
 	for n := 0; n < len(b)-len("payload"); n++ {
@@ -156,5 +158,46 @@ func BenchmarkDedupe(b *testing.B) {
 	for b.Loop() {
 		seq++
 		d.first(origin, seq)
+	}
+}
+
+// A subject's frames stay in order in its batch; batches are listed by their first frame;
+// cutFrame gives back each packet and refuses a truncated one.
+func TestBatches(t *testing.T) {
+	var bs batches
+	if _, first := bs.add("s.a", "n1", []byte("a1")); !first {
+		t.Fatal("the first frame did not ask for a kick")
+	}
+	bs.add("s.b", "n1", []byte("b1"))
+	b, first := bs.add("s.a", "n1", bytes.Repeat([]byte("x"), 300)) // a two-byte length
+	if first || b.frames != 2 || len(bs.open) != 2 || bs.open[0] != b {
+		t.Fatalf("batches %+v, first %v", bs.open, first)
+	}
+	binary.BigEndian.PutUint64(b.buf[b.seqAt:], 7)
+	f, err := parseFrame(b.buf)
+	if err != nil || f.kind != kindBatch || string(f.origin) != "n1" || f.n != 7 {
+		t.Fatalf("batch header %+v, %v", f, err)
+	}
+	var got []string
+	for rest := f.rest; len(rest) > 0; {
+		packet, more, ok := cutFrame(rest)
+		if !ok {
+			t.Fatal("cutFrame refused a whole frame")
+		}
+		got = append(got, string(packet[:min(2, len(packet))]))
+		rest = more
+	}
+	if strings.Join(got, " ") != "a1 xx" {
+		t.Fatalf("frames %q", got)
+	}
+	if _, _, ok := cutFrame(f.rest[:len(f.rest)-1][len("a1")+1:]); ok {
+		t.Fatal("a truncated frame was accepted")
+	}
+	bs.reset()
+	if len(bs.open) != 0 || len(bs.bySubject) != 0 || len(bs.free) != 2 {
+		t.Fatalf("after reset: %d open, %d indexed, %d free", len(bs.open), len(bs.bySubject), len(bs.free))
+	}
+	if _, first := bs.add("s.c", "n1", nil); !first {
+		t.Fatal("after reset, a frame did not ask for a kick")
 	}
 }

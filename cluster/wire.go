@@ -9,7 +9,7 @@ import (
 // origin node's id; what follows depends on the kind. Routed messages carry the engine's
 // PUBLISH encoding unchanged after the header, so a node never re-encodes what it forwards.
 const (
-	kindMessage   byte = 1 // origin, sequence u64, PUBLISH packet
+	kindBatch     byte = 1 // origin, sequence u64, then frames: uvarint length + PUBLISH packet
 	kindRetained  byte = 2 // origin, version i64, deleted u8, topic (u16 length), PUBLISH packet
 	kindWill      byte = 3 // origin, incarnation u64, set u8, client id (u16 length), PUBLISH packet
 	kindHeartbeat byte = 4 // origin, incarnation u64
@@ -54,6 +54,16 @@ func parseFrame(data []byte) (frame, error) {
 	f.n = binary.BigEndian.Uint64(data[2+l:])
 	f.rest = data[2+l+8:]
 	return f, nil
+}
+
+// cutFrame splits the first frame of a batch from the rest.
+func cutFrame(b []byte) (packet, rest []byte, ok bool) {
+	l, w := binary.Uvarint(b)
+	if w <= 0 || l > uint64(len(b)-w) {
+		return nil, nil, false
+	}
+	end := w + int(l)
+	return b[w:end], b[end:], true
 }
 
 // appendString16 writes a string with a two-byte length.

@@ -24,7 +24,9 @@ import (
 //
 // (bench/cluster.sh does). PMQ_BENCH_PAIRS (100), PMQ_BENCH_SECONDS (5), PMQ_BENCH_ROUNDS (3),
 // PMQ_BENCH_RATE (20000, the paced run); PMQ_BENCH_PUB_ADDR and PMQ_BENCH_SUB_ADDR run once
-// against brokers started by hand, to profile them.
+// against brokers started by hand, to profile them. PMQ_BENCH_BASE names a promptmqd binary built
+// at an earlier commit: its two-node rounds run interleaved with this build's, an A/B of the hop
+// in the same run (bench/cluster.sh HOP_BASE builds it).
 // The generator in bench/ takes one broker address, so it cannot place a pair's two ends on
 // different nodes; this harness speaks MQTT over raw sockets with the same flow control idea
 // (a window of messages in flight per pair) so the brokers, not the client, set the pace.
@@ -41,11 +43,12 @@ func TestClusterPairsBenchmark(t *testing.T) {
 		t.Logf("external: %s", runPairs(t, pubAddr, subAddr, pairs, time.Duration(seconds)*time.Second, 0))
 		return
 	}
+	base := os.Getenv("PMQ_BENCH_BASE")
 	for _, mode := range []struct {
 		name string
 		rate int
 	}{{"saturated", 0}, {fmt.Sprintf("paced %d msgs/s", rate), rate}} {
-		var single, clustered []pairsResult
+		var single, clustered, baseline []pairsResult
 		for round := 1; round <= rounds; round++ {
 			one := startBroker(t, "127.0.0.1:0", "--data-dir", "")
 			r := runPairs(t, one.addr, one.addr, pairs, time.Duration(seconds)*time.Second, mode.rate)
@@ -60,12 +63,31 @@ func TestClusterPairsBenchmark(t *testing.T) {
 			}
 			clustered = append(clustered, r)
 			t.Logf("%s round %d cluster %s", mode.name, round, r)
+
+			if base != "" {
+				// The test processes start `binary`; these rounds start the base build instead.
+				own := binary
+				binary = base
+				nodes := startCluster(t, 2)
+				binary = own
+				r = runPairs(t, nodes[0].proc.addr, nodes[1].proc.addr, pairs, time.Duration(seconds)*time.Second, mode.rate)
+				for _, n := range nodes {
+					n.proc.stop()
+				}
+				baseline = append(baseline, r)
+				t.Logf("%s round %d base    %s", mode.name, round, r)
+			}
 		}
 		s, c := medianResult(single), medianResult(clustered)
 		t.Logf("%s: median of %d rounds, %d pairs QoS 0, load %s", mode.name, rounds, pairs, loadAvg())
 		t.Logf("  single node:          %s", s)
 		t.Logf("  2 nodes, cross-node:  %s", c)
 		t.Logf("  cluster/single msgs/s %.2f; p50 added by the hop %v; p99 added by the hop %v", c.rate/s.rate, c.p50-s.p50, c.p99-s.p99)
+		if len(baseline) > 0 {
+			bl := medianResult(baseline)
+			t.Logf("  2 nodes, base build:  %s", bl)
+			t.Logf("  base/single msgs/s %.2f; p50 added by the hop %v; p99 added by the hop %v", bl.rate/s.rate, bl.p50-s.p50, bl.p99-s.p99)
+		}
 	}
 }
 
