@@ -207,13 +207,28 @@ func (b *Broker) encodeMessage(msg *session.Message, qos byte, retain bool) *[]b
 	if qos > 0 {
 		o.PacketID = 1 // a QoS 1/2 PUBLISH needs one [MQTT-2.2.1-3]; the receiver ignores it
 	}
-	*buf = session.AppendPublish((*buf)[:0], &pk.Publish, packets.V5, &o, now(), 0, false)
+	// The clock is read only for a message that expires (its remaining interval): time.Now
+	// was 10-15% of a forwarding node's CPU in the two-node pairs profile.
+	var t int64
+	if msg.Expires != 0 {
+		t = now()
+	}
+	*buf = session.AppendPublish((*buf)[:0], &pk.Publish, packets.V5, &o, t, 0, false)
 	pk.Publish = packets.Publish{}
 	b.packets.Put(pk)
 	return buf
 }
 
 var errBadPacket = errors.New("engine: cluster packet is not a PUBLISH")
+
+// receivedAt is the time a forwarded message's expiry counts from: read from the clock only
+// when the message has a Message Expiry Interval (time.Now was 8% of a receiving node's CPU).
+func receivedAt(p *packets.Publish) int64 {
+	if p.Properties.Has(packets.PropMessageExpiry) {
+		return now()
+	}
+	return 0
+}
 
 // decodePublish parses a packet made by encodeMessage into p, whose slices alias packet.
 func decodePublish(packet []byte, p *packets.Publish) error {
@@ -259,7 +274,7 @@ func (l *ClusterLocal) DeliverRemote(packet []byte) {
 		b.log.Warn("cluster: dropped a forwarded message", "err", err)
 		return
 	}
-	msg := b.messages.Get(p, p.Topic, 0, now(), 0)
+	msg := b.messages.Get(p, p.Topic, 0, receivedAt(p), 0)
 	// Not here: its retained update comes through ApplyRetained, decided by last writer.
 	if work := b.deliverMatching(msg, &b.cs.matches, false, false); work != nil {
 		work.done(nil)
@@ -279,7 +294,7 @@ func (l *ClusterLocal) DeliverShared(filter string, packet []byte) {
 	if !ok {
 		return // the last member left while the message was on its way
 	}
-	msg := b.messages.Get(p, p.Topic, 0, now(), 0)
+	msg := b.messages.Get(p, p.Topic, 0, receivedAt(p), 0)
 	m := &b.cs.matches
 	m.Reset()
 	var ids []uint32
