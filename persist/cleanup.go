@@ -74,6 +74,7 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 		s.rollback()
 		return err
 	}
+	s.segsChanged = false
 	defer func() {
 		if err == nil {
 			err = step(s.st.commit)
@@ -184,6 +185,13 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 		}
 	}
 	r.Messages += len(inline)
+	if left := int(limit) - r.Messages; left > 0 {
+		n, err := s.expireSegments(conn, now, cutoff, left)
+		if err != nil {
+			return err
+		}
+		r.Messages += n
+	}
 	r.More = r.More || r.Messages >= int(limit)
 
 	q, err = conn.Prepare("DELETE FROM retained WHERE topic IN (SELECT topic FROM retained WHERE expires > 0 AND expires <= ?1 ORDER BY expires LIMIT ?2);")

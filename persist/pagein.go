@@ -24,7 +24,7 @@ func (s *Store) ReadDeliveries(clientID string, fromID uint64, limit int, done f
 	var out []StoredDelivery
 	s.submit(op{kind: opSolo, fn: func(conn *sqlite.Conn) error {
 		var err error
-		out, err = readDeliveries(conn, clientID, fromID, limit)
+		out, err = s.readDeliveries(conn, clientID, fromID, limit)
 		return err
 	}, done: func(err error) {
 		if err != nil {
@@ -40,7 +40,7 @@ type StoredDelivery struct {
 	Message  *Message
 }
 
-func readDeliveries(conn *sqlite.Conn, clientID string, fromID uint64, limit int) ([]StoredDelivery, error) {
+func (s *Store) readDeliveries(conn *sqlite.Conn, clientID string, fromID uint64, limit int) ([]StoredDelivery, error) {
 	out := make([]StoredDelivery, 0, min(limit, 1024))
 	// The body is inline in the row, or (topic NULL) in messages.
 	err := sqlitex.Execute(conn, `SELECT d.message_id, d.qos, d.packet_id, d.state, d.retain, d.sub_ids,
@@ -66,5 +66,24 @@ func readDeliveries(conn *sqlite.Conn, clientID string, fromID uint64, limit int
 	if err != nil {
 		return nil, fmt.Errorf("persist: read deliveries of %q: %w", clientID, err)
 	}
-	return out, nil
+	ents, err := s.readSegmentEntries(conn, clientID, fromID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("persist: read deliveries of %q: %w", clientID, err)
+	}
+	if len(ents) == 0 {
+		return out, nil
+	}
+	// Rows and segment entries merged in id order, the first limit of them.
+	rows := out
+	merged := make([]StoredDelivery, 0, min(limit, len(rows)+len(ents)))
+	for len(merged) < limit && (len(rows) > 0 || len(ents) > 0) {
+		if len(ents) == 0 || (len(rows) > 0 && rows[0].Delivery.MessageID < ents[0].d.MessageID) {
+			merged = append(merged, rows[0])
+			rows = rows[1:]
+			continue
+		}
+		merged = append(merged, StoredDelivery{Delivery: ents[0].d, Message: ents[0].m})
+		ents = ents[1:]
+	}
+	return merged, nil
 }

@@ -116,33 +116,7 @@ func (s *Store) load(conn *sqlite.Conn, r Recovery, now int64, stats *LoadStats)
 	if err != nil {
 		return fmt.Errorf("messages: %w", err)
 	}
-	err = query(conn, `SELECT client_id, message_id, qos, packet_id, state, retain, sub_ids,
-			topic, payload, msg_qos, msg_retain, props, expires, created FROM deliveries
-			ORDER BY client_id, message_id;`, func(q *sqlite.Stmt) error {
-		stats.Deliveries++
-		inline := q.ColumnType(7) != sqlite.TypeNull
-		if inline {
-			stats.Messages++
-		}
-		if r.Delivery == nil {
-			return nil
-		}
-		d := Delivery{ClientID: q.ColumnText(0), MessageID: uint64(q.ColumnInt64(1)), QoS: byte(q.ColumnInt(2)),
-			PacketID: uint16(q.ColumnInt(3)), State: DeliveryState(q.ColumnInt(4)), Retain: q.ColumnBool(5)}
-		ids, err := decodeSubIDs(columnBlob(q, 6))
-		if err != nil {
-			return err
-		}
-		d.SubIDs = ids
-		var m *Message
-		if inline {
-			m = inlineMessage(q, d.MessageID, 7)
-		} else if m = messages[d.MessageID]; m == nil {
-			return fmt.Errorf("delivery to %q references missing message %d", d.ClientID, d.MessageID)
-		}
-		return r.Delivery(d, m)
-	})
-	if err != nil {
+	if err := s.loadDeliveries(conn, r, messages, stats); err != nil {
 		return fmt.Errorf("deliveries: %w", err)
 	}
 	err = query(conn, "SELECT client_id, packet_id FROM inbound;", func(q *sqlite.Stmt) error {
@@ -178,6 +152,11 @@ func (s *Store) load(conn *sqlite.Conn, r Recovery, now int64, stats *LoadStats)
 // discardExpired deletes, in one transaction, what expired while the broker was down and starts
 // the expiry clock of sessions that were connected when it stopped.
 func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (err error) {
+	defer func() {
+		if err != nil {
+			s.reloadSegments() // the savepoint rolled back what expireSegments did
+		}
+	}()
 	defer sqlitex.Save(conn)(&err)
 	var cutoff int64 // messages created before it are too old; 0 = no age limit
 	if age := s.cfg.Cleanup.MaxMessageAge; age > 0 {
@@ -190,6 +169,8 @@ func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (
 		{"DELETE FROM subscriptions WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
 		{"DELETE FROM deliveries WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
 		{"DELETE FROM inbound WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
+		{"DELETE FROM segments WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
+		{"DELETE FROM segment_marks WHERE client_id IN (SELECT client_id FROM sessions WHERE expires_at > 0 AND expires_at <= ?1);", nil},
 		{"DELETE FROM sessions WHERE expires_at > 0 AND expires_at <= ?1;", &stats.ExpiredSessions},
 		{"UPDATE sessions SET expires_at = ?1 + expiry * 1000000000 WHERE expires_at = 0 AND expiry != 4294967295;", nil},
 		// Counted first, shared bodies and inline ones: the trigger deletes most shared bodies
@@ -229,6 +210,13 @@ func (s *Store) discardExpired(conn *sqlite.Conn, now int64, stats *LoadStats) (
 			*st.count = conn.Changes()
 		}
 	}
+	// Segments of the sessions just deleted went with them: the index is read again first.
+	s.reloadSegments()
+	n, err := s.expireSegments(conn, now, cutoff, -1)
+	if err != nil {
+		return err
+	}
+	stats.ExpiredMessages += n
 	return nil
 }
 
@@ -337,4 +325,101 @@ func columnBlob(q *sqlite.Stmt, col int) []byte {
 	b := make([]byte, n)
 	q.ColumnBytes(col, b)
 	return b
+}
+
+// loadDeliveries streams deliveries rows and segment entries to r.Delivery merged in (client,
+// message id) order: both are read in that order, rows may lie inside a segment's id range.
+func (s *Store) loadDeliveries(conn *sqlite.Conn, r Recovery, shared map[uint64]*Message, stats *LoadStats) error {
+	marks, err := readMarks(conn, "", 0, 0)
+	if err != nil {
+		return err
+	}
+	rows, err := conn.Prepare(`SELECT client_id, message_id, qos, packet_id, state, retain, sub_ids,
+			topic, payload, msg_qos, msg_retain, props, expires, created FROM deliveries
+			ORDER BY client_id, message_id;`)
+	if err != nil {
+		return err
+	}
+	defer rows.Reset()
+	segs, err := conn.Prepare("SELECT client_id, first_id, body FROM segments ORDER BY client_id, first_id;")
+	if err != nil {
+		return err
+	}
+	defer segs.Reset()
+
+	nextRow := func() (e segmentEntry, ok bool, err error) {
+		if ok, err = rows.Step(); err != nil || !ok {
+			return e, false, err
+		}
+		q := rows
+		inline := q.ColumnType(7) != sqlite.TypeNull
+		d := Delivery{ClientID: q.ColumnText(0), MessageID: uint64(q.ColumnInt64(1)), QoS: byte(q.ColumnInt(2)),
+			PacketID: uint16(q.ColumnInt(3)), State: DeliveryState(q.ColumnInt(4)), Retain: q.ColumnBool(5)}
+		if d.SubIDs, err = decodeSubIDs(columnBlob(q, 6)); err != nil {
+			return e, false, err
+		}
+		var m *Message
+		if inline {
+			m = inlineMessage(q, d.MessageID, 7)
+			stats.Messages++
+		} else if m = shared[d.MessageID]; m == nil && r.Delivery != nil {
+			return e, false, fmt.Errorf("delivery to %q references missing message %d", d.ClientID, d.MessageID)
+		}
+		return segmentEntry{d, m}, true, nil
+	}
+	var dec segmentDecoder
+	var segClient string
+	var segFirst int64
+	nextEntry := func() (e segmentEntry, ok bool, err error) {
+		for {
+			d, m, ok, err := dec.next(segClient, true)
+			if err != nil {
+				return e, false, fmt.Errorf("segment %d of %q: %w", segFirst, segClient, err)
+			}
+			if ok {
+				if !applyMark(marks, &d) {
+					continue
+				}
+				stats.Messages++
+				return segmentEntry{d, m}, true, nil
+			}
+			if ok, err = segs.Step(); err != nil || !ok {
+				return e, false, err
+			}
+			segClient, segFirst = segs.ColumnText(0), segs.ColumnInt64(1)
+			dec.b = make([]byte, segs.ColumnLen(2))
+			segs.ColumnBytes(2, dec.b)
+		}
+	}
+	row, haveRow, err := nextRow()
+	if err != nil {
+		return err
+	}
+	ent, haveEnt, err := nextEntry()
+	if err != nil {
+		return err
+	}
+	for haveRow || haveEnt {
+		var e segmentEntry
+		takeRow := haveRow && (!haveEnt || row.d.ClientID < ent.d.ClientID ||
+			(row.d.ClientID == ent.d.ClientID && row.d.MessageID < ent.d.MessageID))
+		if takeRow {
+			e = row
+			if row, haveRow, err = nextRow(); err != nil {
+				return err
+			}
+		} else {
+			e = ent
+			if ent, haveEnt, err = nextEntry(); err != nil {
+				return err
+			}
+		}
+		stats.Deliveries++
+		if r.Delivery != nil {
+			if err := r.Delivery(e.d, e.m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

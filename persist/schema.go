@@ -135,10 +135,36 @@ CREATE TRIGGER deliveries_release AFTER DELETE ON deliveries WHEN OLD.topic IS N
 		AND NOT EXISTS (SELECT 1 FROM deliveries WHERE message_id = OLD.message_id AND topic IS NULL);
 END;
 `,
+	// Version 3: segments (segments.go). The deliveries of one client accepted in one commit,
+	// when there are enough of them, are one row: a body of entries (delivery and message) in id
+	// order. Acknowledgements and state changes of their entries are rows of segment_marks; a
+	// segment goes with its marks once every entry is done. created is the oldest entry's,
+	// expires the soonest nonzero expiry of its entries, for cleanup. Existing rows stay rows.
+	`
+CREATE TABLE segments (
+	client_id TEXT NOT NULL REFERENCES sessions(client_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+	first_id  INTEGER NOT NULL,
+	last_id   INTEGER NOT NULL,
+	count     INTEGER NOT NULL,
+	created   INTEGER NOT NULL,
+	expires   INTEGER NOT NULL,
+	body      BLOB NOT NULL,
+	PRIMARY KEY (client_id, first_id)
+) WITHOUT ROWID;
+
+CREATE TABLE segment_marks (
+	client_id  TEXT NOT NULL,
+	message_id INTEGER NOT NULL,
+	packet_id  INTEGER NOT NULL,
+	state      INTEGER NOT NULL,
+	done       INTEGER NOT NULL,
+	PRIMARY KEY (client_id, message_id)
+) WITHOUT ROWID;
+`,
 }
 
 // SchemaVersion is the schema version this build writes.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrate brings conn to SchemaVersion, refusing a database written by a newer build rather than
 // guessing at its meaning. An older database is first copied to backupFile(file, from), then every

@@ -84,6 +84,12 @@ type Store struct {
 	batch   []op
 	rows    []deliveryRow
 	scratch []byte
+	// single, segBuf, doneIDs: reused by the segment code (segments.go).
+	single      []deliveryRow
+	segBuf      []byte
+	doneIDs     []uint64
+	segs        segmentIndex
+	segsChanged bool // the open transaction changed segs
 }
 
 // Open opens (creating if needed) the database in cfg.DataDir, locks the directory, applies and
@@ -152,6 +158,12 @@ func (s *Store) openConn() error {
 	})
 	if err != nil {
 		return s.openError("read", err)
+	}
+	if s.segs, err = loadSegmentIndex(conn); err != nil {
+		return s.openError("read", err)
+	}
+	for _, segs := range s.segs {
+		maxID = max(maxID, int64(segs[len(segs)-1].last))
 	}
 	s.nextID.Store(uint64(maxID))
 	if err := s.st.prepare(conn); err != nil {

@@ -281,6 +281,7 @@ func (s *Store) transaction(ops []op) error {
 		s.rollback()
 		return err
 	}
+	s.segsChanged = false
 	for i := 0; i < len(ops); {
 		// Consecutive AddDeliveries share multi-row INSERTs: one statement step per row costs
 		// more than the row itself. Other kinds keep their place in the order.
@@ -310,12 +311,17 @@ func (s *Store) transaction(ops []op) error {
 }
 
 // rollback ends a failed transaction; SQLite may already have rolled it back (disk full, I/O
-// error), in which case there is nothing to do.
+// error), in which case there is nothing to do. A segment index the transaction changed is
+// read back from the tables.
 func (s *Store) rollback() {
 	if !s.conn.AutocommitEnabled() {
 		if err := step(s.st.rollback); err != nil {
 			s.log.Error("persist: rollback failed", "file", s.file, "err", err)
 		}
+	}
+	if s.segsChanged {
+		s.reloadSegments()
+		s.segsChanged = false
 	}
 }
 
@@ -370,16 +376,9 @@ func (s *Store) apply(o *op) error {
 		st.deleteSubscription.BindText(2, o.sub.Filter)
 		return step(st.deleteSubscription)
 	case opUpdateDelivery:
-		q := st.updateDelivery
-		q.BindInt64(1, int64(o.packetID))
-		q.BindInt64(2, int64(o.state))
-		q.BindText(3, o.sub.ClientID)
-		q.BindInt64(4, int64(o.messageID))
-		return step(q)
+		return s.updateDelivery(o.sub.ClientID, o.messageID, o.packetID, o.state)
 	case opDeleteDelivery:
-		st.deleteDelivery.BindText(1, o.sub.ClientID)
-		st.deleteDelivery.BindInt64(2, int64(o.messageID))
-		return step(st.deleteDelivery)
+		return s.deleteDelivery(o.sub.ClientID, o.messageID)
 	case opAddInbound:
 		st.addInbound.BindText(1, o.sub.ClientID)
 		st.addInbound.BindInt64(2, int64(o.packetID))
@@ -426,11 +425,16 @@ func (s *Store) saveSession(sess *Session) error {
 }
 
 func (s *Store) deleteSession(clientID string) error {
-	for _, q := range [...]*sqlite.Stmt{s.st.deleteSessionSubs, s.st.deleteSessionDeliveries, s.st.deleteSessionInbound, s.st.deleteSession} {
+	for _, q := range [...]*sqlite.Stmt{s.st.deleteSessionSubs, s.st.deleteSessionDeliveries, s.st.deleteSessionSegments,
+		s.st.deleteSessionMarks, s.st.deleteSessionInbound, s.st.deleteSession} {
 		q.BindText(1, clientID)
 		if err := step(q); err != nil {
 			return err
 		}
+	}
+	if _, ok := s.segs[clientID]; ok {
+		delete(s.segs, clientID)
+		s.segsChanged = true
 	}
 	return nil
 }
@@ -447,14 +451,27 @@ type deliveryRow struct {
 // a batch of n rows takes n/64 steps of the largest and at most 7+7 of the smaller ones.
 var deliveryChunks = [...]int{64, 8, 1}
 
-// addDeliveries writes the messages and delivery rows of consecutive AddDeliveries ops.
+// addDeliveries writes the messages and deliveries of consecutive AddDeliveries ops: a
+// message with one durable recipient goes to that client's segment of this commit when it has
+// enough of them (splitSegments), else inline in a row; shared bodies to messages.
 func (s *Store) addDeliveries(ops []op) error {
-	rows := s.rows[:0]
-	defer func() { clear(rows); s.rows = rows[:0] }()
+	s.rows, s.single = s.rows[:0], s.single[:0]
+	defer func() { clear(s.rows); clear(s.single); s.rows, s.single = s.rows[:0], s.single[:0] }()
+	for i := range ops {
+		if ds := ops[i].deliveries; len(ds) == 1 {
+			s.single = append(s.single, deliveryRow{d: &ds[0], m: ops[i].msg, inline: true})
+		}
+	}
+	if err := s.splitSegments(); err != nil {
+		return err
+	}
+	rows := s.rows
 	for i := range ops {
 		m, ds := ops[i].msg, ops[i].deliveries
-		inline := len(ds) == 1
-		if !inline {
+		if len(ds) == 1 {
+			continue // splitSegments placed it
+		}
+		{
 			q := s.st.insertMessage
 			q.BindInt64(1, int64(m.ID))
 			q.BindText(2, m.Topic)
@@ -469,9 +486,10 @@ func (s *Store) addDeliveries(ops []op) error {
 			}
 		}
 		for k := range ds {
-			rows = append(rows, deliveryRow{d: &ds[k], m: m, inline: inline})
+			rows = append(rows, deliveryRow{d: &ds[k], m: m})
 		}
 	}
+	s.rows = rows
 	for len(rows) > 0 {
 		c := 0
 		for rows := len(rows); deliveryChunks[c] > rows; c++ {
@@ -550,6 +568,9 @@ type statements struct {
 	deleteSessionSubs, deleteSessionDeliveries, deleteSessionInbound *sqlite.Stmt
 	saveSubscription, deleteSubscription                             *sqlite.Stmt
 	insertMessage, updateDelivery, deleteDelivery                    *sqlite.Stmt
+	insertSegment, readSegment, deleteSegment, deleteSegmentMarks    *sqlite.Stmt
+	doneMarks, markDone, markState                                   *sqlite.Stmt
+	deleteSessionSegments, deleteSessionMarks                        *sqlite.Stmt
 	addInbound, deleteInbound                                        *sqlite.Stmt
 	insertDeliveries                                                 [len(deliveryChunks)]*sqlite.Stmt
 }
@@ -581,6 +602,18 @@ func (st *statements) prepare(conn *sqlite.Conn) error {
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING;`},
 		{&st.updateDelivery, "UPDATE deliveries SET packet_id = ?1, state = ?2 WHERE client_id = ?3 AND message_id = ?4;"},
 		{&st.deleteDelivery, "DELETE FROM deliveries WHERE client_id = ?1 AND message_id = ?2;"},
+		{&st.insertSegment, `INSERT INTO segments (client_id, first_id, last_id, count, created, expires, body)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7);`},
+		{&st.readSegment, "SELECT last_id, body FROM segments WHERE client_id = ?1 AND first_id = ?2;"},
+		{&st.deleteSegment, "DELETE FROM segments WHERE client_id = ?1 AND first_id = ?2;"},
+		{&st.deleteSegmentMarks, "DELETE FROM segment_marks WHERE client_id = ?1 AND message_id BETWEEN ?2 AND ?3;"},
+		{&st.doneMarks, "SELECT message_id FROM segment_marks WHERE client_id = ?1 AND message_id BETWEEN ?2 AND ?3 AND done ORDER BY message_id;"},
+		{&st.markDone, `INSERT INTO segment_marks (client_id, message_id, packet_id, state, done) VALUES (?1, ?2, 0, 0, 1)
+			ON CONFLICT (client_id, message_id) DO UPDATE SET done = 1 WHERE done = 0;`},
+		{&st.markState, `INSERT INTO segment_marks (client_id, message_id, packet_id, state, done) VALUES (?1, ?2, ?3, ?4, 0)
+			ON CONFLICT (client_id, message_id) DO UPDATE SET packet_id = ?3, state = ?4;`},
+		{&st.deleteSessionSegments, "DELETE FROM segments WHERE client_id = ?1;"},
+		{&st.deleteSessionMarks, "DELETE FROM segment_marks WHERE client_id = ?1;"},
 		{&st.addInbound, "INSERT INTO inbound (client_id, packet_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING;"},
 		{&st.deleteInbound, "DELETE FROM inbound WHERE client_id = ?1 AND packet_id = ?2;"},
 	} {

@@ -1,0 +1,317 @@
+package persist
+
+import (
+	"errors"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
+)
+
+// submitBatch closes s and reopens its directory so that the ops submit makes (exactly n)
+// commit as one batch, then reopens it as usual and returns that store.
+func submitBatch(t *testing.T, s *Store, n int, submit func(s *Store, done func(error))) *Store {
+	t.Helper()
+	base := s.cfg
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := base
+	cfg.BatchSize = n
+	cfg.BatchInterval = time.Hour   // the batch closes when full
+	cfg.SQLite.Synchronous = "FULL" // commits fsync, so the idle writer waits for company
+	s = open(t, cfg)
+	errs := make(chan error, n)
+	submit(s, func(err error) { errs <- err })
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.Stats(); st.Batches != 1 || st.Committed != uint64(n) {
+		t.Fatalf("stats %+v, want one batch of %d", st, n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return open(t, base)
+}
+
+// count runs a count query on the writer.
+func count(t *testing.T, s *Store, sql string) int {
+	t.Helper()
+	n := 0
+	if err := s.solo(func(c *sqlite.Conn) error {
+		return sqlitex.ExecuteTransient(c, sql, &sqlitex.ExecOptions{ResultFunc: func(q *sqlite.Stmt) error { n = q.ColumnInt(0); return nil }})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func readAll(t *testing.T, s *Store, client string, from uint64, limit int) []StoredDelivery {
+	t.Helper()
+	got := make(chan []StoredDelivery, 1)
+	s.ReadDeliveries(client, from, limit, func(rows []StoredDelivery, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		got <- rows
+	})
+	return <-got
+}
+
+func ids(ds []Delivery) []uint64 {
+	out := make([]uint64, len(ds))
+	for i, d := range ds {
+		out[i] = d.MessageID
+	}
+	return out
+}
+
+// Deliveries of one client in one commit become a segment; acknowledgements and state changes
+// of its entries are marks; recovery and page-in merge segment entries with rows (shared
+// bodies, a late id inside a segment's range) in id order; the segment goes with its last
+// pending entry.
+func TestSegments(t *testing.T) {
+	s := open(t, testConfig(t.TempDir()))
+	for _, c := range []string{"a", "b"} {
+		must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: c, Expiry: NeverExpires}, d) })
+	}
+	now := time.Now().UnixNano()
+	late := s.NextMessageID() // taken first, submitted after others: below a's segment
+	msg := func(id uint64) *Message {
+		return &Message{ID: id, Topic: "t/" + strconv.FormatUint(id, 10), Payload: []byte{byte(id)}, QoS: 2, Properties: []byte{1, 1}, Created: now}
+	}
+	var wantA, wantB []uint64
+	const n = 40
+	s = submitBatch(t, s, n, func(s *Store, done func(error)) {
+		for i := range n {
+			m := msg(s.NextMessageID())
+			switch {
+			case i%10 == 9: // shared body: rows
+				s.AddDeliveries(m, []Delivery{{ClientID: "a", QoS: 1}, {ClientID: "b", QoS: 1}}, done)
+				wantA, wantB = append(wantA, m.ID), append(wantB, m.ID)
+			case i%8 == 0:
+				s.AddDeliveries(m, []Delivery{{ClientID: "b", QoS: 2, SubIDs: []uint32{7, 300}}}, done)
+				wantB = append(wantB, m.ID)
+			default:
+				s.AddDeliveries(m, []Delivery{{ClientID: "a", QoS: 2, Retain: true}}, done)
+				wantA = append(wantA, m.ID)
+			}
+		}
+	})
+	if got := count(t, s, "SELECT count(*) FROM segments;"); got != 2 {
+		t.Fatalf("%d segments, want one for a and one for b", got)
+	}
+	must(t, func(d func(error)) { s.AddDeliveries(msg(late), []Delivery{{ClientID: "a", QoS: 2}}, d) })
+	wantA = append([]uint64{late}, wantA...)
+	if got := count(t, s, "SELECT count(*) FROM segments;"); got != 2 {
+		t.Fatalf("late id made a segment")
+	}
+	// A second batch for a, entirely above its first segment, and one below it: rows.
+	s = submitBatch(t, s, 5, func(s *Store, done func(error)) {
+		for range 5 {
+			m := msg(s.NextMessageID())
+			s.AddDeliveries(m, []Delivery{{ClientID: "a", QoS: 1}}, done)
+			wantA = append(wantA, m.ID)
+		}
+	})
+	if got := count(t, s, "SELECT count(*) FROM segments;"); got != 3 {
+		t.Fatalf("%d segments, want 3", got)
+	}
+
+	sent, acked := wantA[3], wantA[4]
+	must(t, func(d func(error)) { s.UpdateDelivery("a", sent, 77, Released, d) })
+	must(t, func(d func(error)) { s.DeleteDelivery("a", acked, d) })
+	must(t, func(d func(error)) { s.DeleteDelivery("a", acked, d) }) // again: nothing changes
+	must(t, func(d func(error)) { s.DeleteDelivery("a", late, d) })  // a row inside the range
+	wantA = append(wantA[:4:4], wantA[5:]...)
+	wantA = wantA[1:]
+
+	check := func(s *Store) {
+		t.Helper()
+		got, stats := load(t, s)
+		var gotA, gotB []Delivery
+		for _, d := range got.Deliveries {
+			if d.ClientID == "a" {
+				gotA = append(gotA, d)
+			} else {
+				gotB = append(gotB, d)
+			}
+			if m := got.Messages[d.MessageID]; !reflect.DeepEqual(m, *msg(d.MessageID)) {
+				t.Errorf("message %d: %+v", d.MessageID, m)
+			}
+		}
+		if !reflect.DeepEqual(ids(gotA), wantA) || !reflect.DeepEqual(ids(gotB), wantB) {
+			t.Fatalf("recovered a %v b %v, want %v %v", ids(gotA), ids(gotB), wantA, wantB)
+		}
+		if stats.Deliveries != len(wantA)+len(wantB) {
+			t.Errorf("stats %+v", stats)
+		}
+		for _, d := range gotA {
+			if d.MessageID == sent && (d.PacketID != 77 || d.State != Released) {
+				t.Errorf("state of %d not kept: %+v", sent, d)
+			}
+		}
+		for _, d := range gotB {
+			if d.QoS == 2 && !reflect.DeepEqual(d.SubIDs, []uint32{7, 300}) {
+				t.Errorf("sub ids of %d: %v", d.MessageID, d.SubIDs)
+			}
+		}
+		// Page-in from the middle of a segment, across rows and the next segment.
+		rows := readAll(t, s, "a", wantA[2], 30)
+		var paged []uint64
+		for _, r := range rows {
+			paged = append(paged, r.Delivery.MessageID)
+			if !reflect.DeepEqual(*r.Message, *msg(r.Delivery.MessageID)) {
+				t.Errorf("paged message %+v", *r.Message)
+			}
+		}
+		if want := wantA[2:min(len(wantA), 32)]; !reflect.DeepEqual(paged, want) {
+			t.Errorf("paged %v, want %v", paged, want)
+		}
+	}
+	check(s)
+	s = reopen(t, s)
+	check(s)
+
+	// Acknowledge everything of a: its segments and marks go.
+	for _, id := range wantA {
+		must(t, func(d func(error)) { s.DeleteDelivery("a", id, d) })
+	}
+	if got := count(t, s, "SELECT count(*) FROM segments WHERE client_id = 'a';") + count(t, s, "SELECT count(*) FROM segment_marks WHERE client_id = 'a';"); got != 0 {
+		t.Errorf("%d segment rows and marks of a left", got)
+	}
+	if len(s.segs["a"]) != 0 {
+		t.Errorf("index keeps %v", s.segs["a"])
+	}
+	must(t, func(d func(error)) { s.DeleteSession("b", d) })
+	if got := count(t, s, "SELECT count(*) FROM segments;") + count(t, s, "SELECT count(*) FROM deliveries;"); got != 0 {
+		t.Errorf("%d rows left after the session's end", got)
+	}
+	s = reopen(t, s)
+	if got, _ := load(t, s); len(got.Deliveries) != 0 || len(s.segs) != 0 {
+		t.Errorf("left: %+v, index %v", got.Deliveries, s.segs)
+	}
+}
+
+// Expired and aged segment entries are dropped by cleanup and at start-up; the segment goes
+// with its last one.
+func TestSegmentExpiry(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.Cleanup.MaxMessageAge = time.Hour
+	s := open(t, cfg)
+	must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: "c", Expiry: NeverExpires}, d) })
+	now := time.Now()
+	var kept []uint64
+	s = submitBatch(t, s, 8, func(s *Store, done func(error)) {
+		for i := range 8 {
+			m := &Message{ID: s.NextMessageID(), Topic: "t", Created: now.UnixNano()}
+			if i%2 == 0 {
+				m.Expires = now.Add(time.Minute).UnixNano()
+			} else {
+				kept = append(kept, m.ID)
+			}
+			s.AddDeliveries(m, []Delivery{{ClientID: "c", QoS: 1}}, done)
+		}
+	})
+	r, err := s.Cleanup(now.Add(2 * time.Minute))
+	if err != nil || r.Messages != 4 {
+		t.Fatalf("cleanup %+v, %v", r, err)
+	}
+	if r, err := s.Cleanup(now.Add(2 * time.Minute)); err != nil || r.Messages != 0 {
+		t.Fatalf("second cleanup %+v, %v", r, err)
+	}
+	s = reopen(t, s)
+	got, _ := load(t, s)
+	if !reflect.DeepEqual(ids(got.Deliveries), kept) {
+		t.Fatalf("kept %v, want %v", ids(got.Deliveries), kept)
+	}
+	// The rest ages past max-message-age while the broker is down.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cleanup.MaxMessageAge = time.Nanosecond
+	s = open(t, cfg)
+	got, stats := load(t, s)
+	if len(got.Deliveries) != 0 || stats.ExpiredMessages != 4 {
+		t.Fatalf("after start-up: %v, %+v", ids(got.Deliveries), stats)
+	}
+	if n := count(t, s, "SELECT count(*) FROM segments;"); n != 0 || len(s.segs) != 0 {
+		t.Errorf("%d segments left, index %v", n, s.segs)
+	}
+}
+
+// A batch whose commit fails rolls its segments back, out of the index too: each op is then
+// retried alone (as a row) and the failing one fails by itself.
+func TestSegmentRolledBack(t *testing.T) {
+	s := open(t, testConfig(t.TempDir()))
+	must(t, func(d func(error)) { s.SaveSession(&Session{ClientID: "ok", Expiry: NeverExpires}, d) })
+	var failed, committed int
+	cfg := s.cfg
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.BatchSize = 9
+	cfg.BatchInterval = time.Hour
+	cfg.SQLite.Synchronous = "FULL"
+	s = open(t, cfg)
+	errs := make(chan error, 9)
+	now := time.Now().UnixNano()
+	for i := range 9 {
+		client := "ok"
+		if i == 8 {
+			client = "nobody" // foreign key: the whole batch's COMMIT fails
+		}
+		s.AddDeliveries(&Message{ID: s.NextMessageID(), Topic: "t", Created: now}, []Delivery{{ClientID: client}}, func(err error) { errs <- err })
+	}
+	for range 9 {
+		if err := <-errs; err != nil {
+			failed++
+		} else {
+			committed++
+		}
+	}
+	if failed != 1 || committed != 8 {
+		t.Fatalf("%d failed, %d committed", failed, committed)
+	}
+	if len(s.segs) != 0 {
+		t.Errorf("index keeps rolled-back segments: %v", s.segs)
+	}
+	s = reopen(t, s)
+	if got, _ := load(t, s); len(got.Deliveries) != 8 {
+		t.Errorf("%d deliveries recovered", len(got.Deliveries))
+	}
+}
+
+func TestSegmentCodec(t *testing.T) {
+	d := Delivery{ClientID: "c", MessageID: 1 << 40, QoS: 2, PacketID: 65535, State: Released, Retain: true, SubIDs: []uint32{1, 268435455}}
+	m := &Message{ID: 1 << 40, Topic: "a/b", Payload: []byte("payload"), QoS: 1, Retain: true, Properties: []byte{1, 0}, Expires: -5, Created: 1 << 60}
+	b := appendSegmentEntry(nil, &d, m)
+	b = appendSegmentEntry(b, &Delivery{ClientID: "c"}, &Message{ID: 2})
+	r := segmentDecoder{b: b}
+	gd, gm, ok, err := r.next("c", true)
+	if err != nil || !ok || !reflect.DeepEqual(gd, d) || !reflect.DeepEqual(gm, m) {
+		t.Fatalf("decoded %+v %+v %v %v", gd, gm, ok, err)
+	}
+	r = segmentDecoder{b: b}
+	for _, want := range []uint64{1 << 40, 2} {
+		if id, ok, err := r.skip(); id != want || !ok || err != nil {
+			t.Fatalf("skip: %d %v %v", id, ok, err)
+		}
+	}
+	for cut := range len(b) - 1 {
+		r := segmentDecoder{b: b[:cut+1]}
+		var err error
+		for ok := true; ok && err == nil; {
+			_, _, ok, err = r.next("c", true)
+		}
+		if cut+1 != len(b)-len(appendSegmentEntry(nil, &Delivery{}, &Message{ID: 2})) && !errors.Is(err, errCorruptSegment) {
+			t.Errorf("truncated at %d: %v", cut+1, err)
+		}
+	}
+}
