@@ -124,7 +124,7 @@ func (s *Store) reloadSegments() {
 // state, flags (1 retain as sent, 2 message retain), message qos, then topic, payload,
 // properties and subscription ids each as uvarint length + bytes, then varint expires and
 // created.
-func appendSegmentEntry(b []byte, d *Delivery, m *Message) []byte {
+func appendSegmentEntry(b []byte, d *Delivery, m *Message, created int64) []byte {
 	b = binary.AppendUvarint(b, m.ID)
 	flags := byte(0)
 	if d.Retain {
@@ -149,7 +149,7 @@ func appendSegmentEntry(b []byte, d *Delivery, m *Message) []byte {
 	b = binary.AppendUvarint(b, uint64(n))
 	b = appendSubIDs(b, d.SubIDs)
 	b = binary.AppendVarint(b, m.Expires)
-	return binary.AppendVarint(b, m.Created)
+	return binary.AppendVarint(b, created)
 }
 
 func uvarintLen(v uint64) int {
@@ -372,12 +372,13 @@ func (s *Store) splitSegments() error {
 // segmentMaxBytes, and returns how many it took.
 func (s *Store) insertSegment(client string, rows []deliveryRow) (int, error) {
 	b := s.segBuf[:0]
-	created, expires := rows[0].m.Created, int64(0)
+	created, expires := s.created(rows[0].m), int64(0)
 	n := 0
 	for n < len(rows) && (n == 0 || len(b) < segmentMaxBytes) {
 		r := &rows[n]
-		b = appendSegmentEntry(b, r.d, r.m)
-		created = min(created, r.m.Created)
+		c := s.created(r.m)
+		b = appendSegmentEntry(b, r.d, r.m, c)
+		created = min(created, c)
 		if e := r.m.Expires; e > 0 && (expires == 0 || e < expires) {
 			expires = e
 		}

@@ -291,8 +291,8 @@ func TestSegmentRolledBack(t *testing.T) {
 func TestSegmentCodec(t *testing.T) {
 	d := Delivery{ClientID: "c", MessageID: 1 << 40, QoS: 2, PacketID: 65535, State: Released, Retain: true, SubIDs: []uint32{1, 268435455}}
 	m := &Message{ID: 1 << 40, Topic: "a/b", Payload: []byte("payload"), QoS: 1, Retain: true, Properties: []byte{1, 0}, Expires: -5, Created: 1 << 60}
-	b := appendSegmentEntry(nil, &d, m)
-	b = appendSegmentEntry(b, &Delivery{ClientID: "c"}, &Message{ID: 2})
+	b := appendSegmentEntry(nil, &d, m, m.Created)
+	b = appendSegmentEntry(b, &Delivery{ClientID: "c"}, &Message{ID: 2}, 0)
 	r := segmentDecoder{b: b}
 	gd, gm, ok, err := r.next("c", true)
 	if err != nil || !ok || !reflect.DeepEqual(gd, d) || !reflect.DeepEqual(gm, m) {
@@ -310,7 +310,7 @@ func TestSegmentCodec(t *testing.T) {
 		for ok := true; ok && err == nil; {
 			_, _, ok, err = r.next("c", true)
 		}
-		if cut+1 != len(b)-len(appendSegmentEntry(nil, &Delivery{}, &Message{ID: 2})) && !errors.Is(err, errCorruptSegment) {
+		if cut+1 != len(b)-len(appendSegmentEntry(nil, &Delivery{}, &Message{ID: 2}, 0)) && !errors.Is(err, errCorruptSegment) {
 			t.Errorf("truncated at %d: %v", cut+1, err)
 		}
 	}

@@ -89,7 +89,8 @@ type Store struct {
 	segBuf      []byte
 	doneIDs     []uint64
 	segs        segmentIndex
-	segsChanged bool // the open transaction changed segs
+	segsChanged bool  // the open transaction changed segs
+	commitTime  int64 // when the open transaction began, for Created 0 (created)
 }
 
 // Open opens (creating if needed) the database in cfg.DataDir, locks the directory, applies and

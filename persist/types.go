@@ -23,6 +23,7 @@ type Message struct {
 	// Expires is when the message expires; 0 means never.
 	Expires int64
 	// Created is when the broker accepted the message; the cleanup loop ages messages by it.
+	// A queued message written with 0 gets the time the writer's transaction storing it began.
 	Created int64
 }
 

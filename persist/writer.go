@@ -282,6 +282,7 @@ func (s *Store) transaction(ops []op) error {
 		return err
 	}
 	s.segsChanged = false
+	s.commitTime = time.Now().UnixNano()
 	for i := 0; i < len(ops); {
 		// Consecutive AddDeliveries share multi-row INSERTs: one statement step per row costs
 		// more than the row itself. Other kinds keep their place in the order.
@@ -393,6 +394,16 @@ func (s *Store) apply(o *op) error {
 	panic("persist: unknown op kind")
 }
 
+// created is when m was accepted: m.Created, or when 0 the time this transaction began (the
+// engine leaves it so: a clock read per message was 5% of a durable publish's CPU where the
+// clock is not in the vDSO, and a batch is milliseconds long).
+func (s *Store) created(m *Message) int64 {
+	if m.Created != 0 {
+		return m.Created
+	}
+	return s.commitTime
+}
+
 // bindBlob binds b, or NULL for an empty b so that absent and empty read back alike (nil).
 func bindBlob(q *sqlite.Stmt, i int, b []byte) {
 	if len(b) == 0 {
@@ -480,7 +491,7 @@ func (s *Store) addDeliveries(ops []op) error {
 			q.BindInt64(5, boolInt(m.Retain))
 			bindBlob(q, 6, m.Properties)
 			q.BindInt64(7, m.Expires)
-			q.BindInt64(8, m.Created)
+			q.BindInt64(8, s.created(m))
 			if err := step(q); err != nil {
 				return err
 			}
@@ -529,7 +540,7 @@ func (s *Store) insertDeliveries(q *sqlite.Stmt, rows []deliveryRow) error {
 			q.BindInt64(p+11, boolInt(m.Retain))
 			bindBlob(q, p+12, m.Properties)
 			q.BindInt64(p+13, m.Expires)
-			q.BindInt64(p+14, m.Created)
+			q.BindInt64(p+14, s.created(m))
 		} else {
 			for c := 8; c <= 12; c++ {
 				q.BindNull(p + c)
