@@ -682,6 +682,13 @@ func (s *Store) readSegmentEntries(conn *sqlite.Conn, clientID string, fromID ui
 		}
 		r := segmentDecoder{b: body}
 		for len(out) < limit {
+			if id, n := binary.Uvarint(r.b); n > 0 && id < fromID {
+				// Before the page: stepped over without copying its bytes.
+				if _, _, err := r.skip(); err != nil {
+					return nil, fmt.Errorf("segment %d of %q: %w", segs[i].first, clientID, err)
+				}
+				continue
+			}
 			d, m, ok, err := r.next(clientID, true)
 			if err != nil {
 				return nil, fmt.Errorf("segment %d of %q: %w", segs[i].first, clientID, err)
@@ -689,7 +696,7 @@ func (s *Store) readSegmentEntries(conn *sqlite.Conn, clientID string, fromID ui
 			if !ok {
 				break
 			}
-			if d.MessageID < fromID || !applyMark(marks, &d) {
+			if !applyMark(marks, &d) {
 				continue
 			}
 			out = append(out, segmentEntry{d, m})
