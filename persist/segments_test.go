@@ -2,6 +2,8 @@ package persist
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
@@ -313,5 +315,55 @@ func TestSegmentCodec(t *testing.T) {
 		if cut+1 != len(b)-len(appendSegmentEntry(nil, &Delivery{}, &Message{ID: 2}, 0)) && !errors.Is(err, errCorruptSegment) {
 			t.Errorf("truncated at %d: %v", cut+1, err)
 		}
+	}
+}
+
+// A database schema version 2 wrote (inline rows) is migrated to 3 at Open with a schema-v2
+// copy kept; its rows and the segments written after merge in id order, and NextMessageID
+// stays above both.
+func TestMigrateV2Rows(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, DatabaseFile)
+	conn, err := sqlite.OpenConn(file, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrateWith(conn, file, migrations[:2]); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixNano()
+	v2 := `
+INSERT INTO sessions (client_id, expiry, expires_at) VALUES ('a', 4294967295, 0);
+INSERT INTO deliveries (client_id, message_id, qos, packet_id, state, retain, topic, payload, msg_qos, msg_retain, expires, created) VALUES
+	('a', 5, 1, 0, 0, 0, 't/5', x'05', 1, 0, 0, ` + strconv.FormatInt(now, 10) + `);`
+	if err := sqlitex.ExecuteScript(conn, v2, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	s := open(t, testConfig(dir))
+	if _, err := os.Stat(backupFile(file, 2)); err != nil {
+		t.Errorf("no schema-v2 copy kept: %v", err)
+	}
+	want := []uint64{5}
+	s = submitBatch(t, s, 6, func(s *Store, done func(error)) {
+		for range 6 {
+			m := &Message{ID: s.NextMessageID(), Topic: "t", Payload: []byte{1}, QoS: 1, Created: now}
+			want = append(want, m.ID)
+			s.AddDeliveries(m, []Delivery{{ClientID: "a", QoS: 1}}, done)
+		}
+	})
+	if want[1] <= 5 {
+		t.Fatalf("NextMessageID %d after migration, want > 5", want[1])
+	}
+	if n := count(t, s, "SELECT count(*) FROM segments;"); n != 1 {
+		t.Fatalf("%d segments", n)
+	}
+	got, _ := load(t, s)
+	if !reflect.DeepEqual(ids(got.Deliveries), want) || got.Messages[5].Topic != "t/5" {
+		t.Errorf("recovered %v %+v, want %v", ids(got.Deliveries), got.Messages[5], want)
+	}
+	s = reopen(t, s)
+	if id := s.NextMessageID(); id <= want[len(want)-1] {
+		t.Errorf("NextMessageID %d at open, want above the segment's %d", id, want[len(want)-1])
 	}
 }
