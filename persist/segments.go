@@ -85,10 +85,8 @@ func (x segmentIndex) remove(clientID string, first uint64) {
 			break
 		}
 	}
-	if len(segs) == 0 {
-		delete(x, clientID)
-		return
-	}
+	// An emptied client keeps its entry and slice (until its session goes): an online
+	// subscriber empties it after every batch, and re-adding cost two allocations each time.
 	x[clientID] = segs
 }
 

@@ -191,12 +191,18 @@ func TestSegments(t *testing.T) {
 	if len(s.segs["a"]) != 0 {
 		t.Errorf("index keeps %v", s.segs["a"])
 	}
+	if _, ok := s.segs["b"]; !ok {
+		t.Fatalf("b has no index entry before its session ends")
+	}
 	must(t, func(d func(error)) { s.DeleteSession("b", d) })
 	if got := count(t, s, "SELECT count(*) FROM segments;") + count(t, s, "SELECT count(*) FROM deliveries;"); got != 0 {
 		t.Errorf("%d rows left after the session's end", got)
 	}
+	if _, ok := s.segs["b"]; ok {
+		t.Errorf("index entry of b outlived its session")
+	}
 	s = reopen(t, s)
-	if got, _ := load(t, s); len(got.Deliveries) != 0 || len(s.segs) != 0 {
+	if got, _ := load(t, s); len(got.Deliveries) != 0 || len(s.segs["a"]) != 0 {
 		t.Errorf("left: %+v, index %v", got.Deliveries, s.segs)
 	}
 }
@@ -243,7 +249,7 @@ func TestSegmentExpiry(t *testing.T) {
 	if len(got.Deliveries) != 0 || stats.ExpiredMessages != 4 {
 		t.Fatalf("after start-up: %v, %+v", ids(got.Deliveries), stats)
 	}
-	if n := count(t, s, "SELECT count(*) FROM segments;"); n != 0 || len(s.segs) != 0 {
+	if n := count(t, s, "SELECT count(*) FROM segments;"); n != 0 || len(s.segs["c"]) != 0 {
 		t.Errorf("%d segments left, index %v", n, s.segs)
 	}
 }
