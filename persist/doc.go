@@ -11,6 +11,11 @@
 // QoS 1/2 PUBLISH only from such a callback, which is the broker's durability promise: synchronous
 // NORMAL with WAL survives a killed process, synchronous FULL a power loss.
 //
+// Queued deliveries live in rows, or, when a session receives several in one commit, in one
+// segment row per session and commit (segments.go), with acknowledgements and QoS 2 progress of
+// its entries as small mark rows beside it: a durable QoS 1 message then costs a share of one
+// b-tree insert instead of one insert of its own.
+//
 // With an empty data directory the Store is memory-only: nothing is written, every callback fires
 // at once with nil, and Durable reports false so the engine can skip building operations at all.
 package persist
