@@ -913,9 +913,13 @@ func (n *Node) Release(clientID string) {
 
 // Claim asks the other nodes for clientID's session before this node accepts its CONNECT.
 // The node holding it disconnects its client with 0x8E and, unless cleanStart, returns the
-// session's state, which Claim returns. No holder answers at once (NATS no-responders), so a
-// client id new to the cluster costs one round trip to the local NATS server.
+// session's state, which Claim returns. A client id no other node holds costs no request
+// with the embedded server (heldElsewhere); with an external one, one round trip to it
+// (NATS no-responders).
 func (n *Node) Claim(clientID string, cleanStart bool) []byte {
+	if !n.heldElsewhere(clientID) {
+		return nil
+	}
 	req := []byte{1}
 	if cleanStart {
 		req[0] = 0
@@ -933,4 +937,23 @@ func (n *Node) Claim(clientID string, cleanStart bool) []byte {
 		return nil
 	}
 	return reply.Data
+}
+
+// heldElsewhere reports whether another node may hold clientID's session. The embedded
+// server's account knows every node's takeover subscription (routes carry each one's
+// interest), so a look-up in it answers what a request would, without the round trip and
+// its reply subscription: that request was most of the extra cost of a clustered CONNECT.
+// A subscription still on its way from another node is missed alike by both. With an
+// external NATS server there is no local view: the request is made.
+func (n *Node) heldElsewhere(clientID string) bool {
+	if n.srv == nil {
+		return true
+	}
+	interest := n.srv.GlobalAccount().Interest(sessionSubject(clientID))
+	n.intMu.Lock()
+	if n.holds[clientID] != nil {
+		interest-- // this node's own, which its request would not reach (no echo)
+	}
+	n.intMu.Unlock()
+	return interest > 0
 }

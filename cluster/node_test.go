@@ -391,3 +391,20 @@ func BenchmarkReceiveBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(local.delivered), "ns/msg")
 }
+
+// A CONNECT of a client no other node holds sends no takeover request: the embedded server's
+// view of the subscriptions answers, this node's own hold not counted.
+func TestClaimWithoutHolderSendsNothing(t *testing.T) {
+	n := startTestNode(t, "solo", newFakeLocal())
+	before := n.pub.Stats().OutMsgs
+	if n.Claim("new-client", false) != nil {
+		t.Fatal("a client nobody holds was claimed")
+	}
+	n.Hold("mine")
+	if n.Claim("mine", false) != nil {
+		t.Fatal("this node's own session was claimed from itself")
+	}
+	if sent := n.pub.Stats().OutMsgs - before; sent != 0 {
+		t.Fatalf("%d messages sent for claims no other node could answer", sent)
+	}
+}
