@@ -10,7 +10,7 @@
 //
 // Subjects used (all in the NATS account of the node's connections):
 //
-//	pmq.m.<levels>   a forwarded message (header + PUBLISH); queue groups for $share
+//	pmq.m.<levels>   forwarded messages of that topic, batched (header + frames); queue groups for $share
 //	pmq.r            a retained update, to every node
 //	pmq.snap.<node>  a request for a node's retained snapshot (reply: one message per entry)
 //	pmq.s.<client>   takeover request to the node holding that client's session
