@@ -13,8 +13,10 @@ import (
 
 // idleSettle is how long idle connections sit before the broker's RSS is
 // read, so that allocations of the connect burst have been made and
-// buffers a broker returns after the handshake are returned.
-const idleSettle = 2 * time.Second
+// buffers a broker returns after the handshake are returned. PromptMQ parks
+// a connection that has been silent for 4 to 5 s (engine/poll_idle.go) and
+// gives the freed stacks back a sweep later: 8 s sees that state.
+const idleSettle = 8 * time.Second
 
 // runConns holds c.conns idle connections and reports the broker's
 // resident memory per connection: the RSS growth over the RSS before.

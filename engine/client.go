@@ -80,8 +80,11 @@ type client struct {
 	readDeadline  atomic.Int64
 	parkRequested atomic.Bool // the sweeper asked the reader to park
 	active        atomic.Bool // bytes were read since the sweeper last looked
-	fd            int32       // the socket's descriptor while armed; guarded by the poller's mu
-	pollArmed     bool        // the socket is in the epoll set; guarded by the poller's mu
+	// idleSweeps counts the sweeps in a row that found no bytes read; the sweeper asks the
+	// reader to park after parkAfterSweeps of them.
+	idleSweeps atomic.Int32
+	fd         int32 // the socket's descriptor while armed; guarded by the poller's mu
+	pollArmed  bool  // the socket is in the epoll set; guarded by the poller's mu
 }
 
 // errClientDisconnect ends the read loop when the client sent DISCONNECT.

@@ -32,7 +32,8 @@ func newTestBrokerUnstarted(t *testing.T) *Broker {
 }
 
 // park sweeps until the connection of client id has parked: the first sweep clears the
-// activity of its last packet, the second asks its reader to park. The broker's own sweeper
+// activity of its last packet, the next parkAfterSweeps count its silence and the last asks
+// its reader to park. The broker's own sweeper
 // may park it (or others) meanwhile; each park is reported on b.parkNotify.
 func park(t *testing.T, b *Broker, id string) *client {
 	t.Helper()
@@ -44,10 +45,14 @@ func park(t *testing.T, b *Broker, id string) *client {
 		if c := b.clientOf(id); c != nil && c.state.Load() == connParked {
 			return c
 		}
-		b.sweepOnce(nil)
-		b.sweepOnce(nil)
+		for range parkAfterSweeps + 1 {
+			b.sweepOnce(nil)
+		}
+		// A sweep does nothing to a connection whose reader has not yet left CONNECT
+		// handling, so sweep again unless a park is reported soon.
 		select {
 		case <-b.parkNotify:
+		case <-time.After(20 * time.Millisecond):
 		case <-deadline:
 			t.Fatalf("%s did not park", id)
 		}
@@ -214,7 +219,9 @@ func TestParkDeclinedMidPacket(t *testing.T) {
 	c.write(raw[:4])
 	cl := b.clientOf("parked-half")
 	eventually(t, rawWait, "half a packet read", func() bool { return cl.active.Load() })
-	b.sweepOnce(nil) // clears the activity
+	for range parkAfterSweeps {
+		b.sweepOnce(nil) // clears the activity, then counts the silence
+	}
 	b.sweepOnce(nil) // asks to park: declined, bytes are buffered
 	eventually(t, rawWait, "park request handled", func() bool { return !cl.parkRequested.Load() })
 	c.write(raw[4:])

@@ -118,6 +118,8 @@ func (p *idlePoller) forget(c *client) {
 // run resumes each parked client whose socket reports an event, until close.
 func (p *idlePoller) run() {
 	var events [128]syscall.EpollEvent
+	var readyScratch [128]*client
+	ready := readyScratch[:0]
 	for {
 		n := 0
 		err := p.raw.Read(func(fd uintptr) bool {
@@ -134,19 +136,34 @@ func (p *idlePoller) run() {
 		if err != nil {
 			return // closed
 		}
+		ready = ready[:0]
+		p.mu.Lock()
 		for i := range n {
-			fd := int(events[i].Fd)
-			p.mu.Lock()
-			var c *client
-			if fd < len(p.byFD) {
-				c, p.byFD[fd] = p.byFD[fd], nil
-			}
-			p.mu.Unlock()
-			if c != nil {
-				c.resume()
+			if fd := int(events[i].Fd); fd < len(p.byFD) && p.byFD[fd] != nil {
+				ready = append(ready, p.byFD[fd])
+				p.byFD[fd] = nil
 			}
 		}
+		p.mu.Unlock()
+		resumeInOrder(ready)
+		clear(ready)
 	}
+}
+
+// resumeInOrder starts the readers of clients whose events epoll reported in this order, so
+// that the first runs first. The runtime puts a new goroutine in its P's "next" slot and
+// moves the one there to the back of the local queue: started in order, the last would run
+// first. Started from the second to the last, then the first, they run in event order. Order
+// matters between connections: a SUBSCRIBE that reached the broker before another client's
+// PUBLISH should take effect first.
+func resumeInOrder(ready []*client) {
+	if len(ready) == 0 {
+		return
+	}
+	for _, c := range ready[1:] {
+		c.resume()
+	}
+	ready[0].resume()
 }
 
 // close ends run and refuses further arms. The broker calls it once every connection has
