@@ -20,6 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-$(git rev-list -n1 HEAD -- cluster/doc.go | xargs -I{} git rev-parse {}^ 2>/dev/null || git rev-parse HEAD~1)}
 NEW=${NEW:-HEAD}
+# Resolved once: other commits may land while the script runs.
+BASE=$(git rev-parse "$BASE")
+NEW=$(git rev-parse "$NEW")
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 ROWS=${ROWS:-"pairs-q0 fanin-q0 latency-q1"}
