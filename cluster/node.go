@@ -48,9 +48,14 @@ type Local interface {
 	// DeliverShared gives a message to one local member of the shared subscription filter
 	// ("$share/g/f"), which NATS chose this node for.
 	DeliverShared(filter string, packet []byte)
-	// ApplyRetained sets (or, for an empty payload, clears) a retained message decided by
-	// another node.
+	// ApplyRetained sets (or, for an empty payload, clears) the retained message in this
+	// node's index, as decided for an update from another node. It is called with the
+	// decision's lock held and must not wait for anything but the index.
 	ApplyRetained(packet []byte)
+	// StoreRetained writes that update to this node's store, after the lock is released
+	// (a store submit can wait for the store's writer, which may be waiting for that lock:
+	// a retained publish's commit runs Node.Retain). Calls come in decision order.
+	StoreRetained(packet []byte)
 	// VisitRetained calls fn for every retained message this node holds.
 	VisitRetained(fn func(topic string, packet []byte))
 	// TakeOver ends the local session of clientID, disconnecting its client with 0x8E; when
@@ -96,8 +101,9 @@ const (
 // overlapping filters, and one publisher's messages through different filters, would race.
 //
 // Lock order: pubMu, intMu, retMu, peerMu and willMu are leaves, never held together, except
-// retMu which is held while calling Local.ApplyRetained (the engine then takes its retained
-// index lock; VisitRetained is never called with retMu held).
+// retMu which is held while calling Local.ApplyRetained and Retain's apply (the engine then
+// takes its retained index lock; VisitRetained and StoreRetained, which can wait for the
+// store's writer, are never called with retMu held).
 type Node struct {
 	cfg         Config
 	id          string
@@ -640,12 +646,14 @@ func (n *Node) applyRetained(f frame) {
 		return
 	}
 	n.retMu.Lock()
-	defer n.retMu.Unlock()
 	if cur, ok := n.versions[topic]; ok && !v.newer(cur) {
+		n.retMu.Unlock()
 		return
 	}
 	n.versions[topic] = v
 	n.local.ApplyRetained(packet)
+	n.retMu.Unlock()
+	n.local.StoreRetained(packet) // the control loop only: store writes keep decision order
 }
 
 // requestSnapshot asks peer for every retained message it holds; the frames come back into

@@ -55,6 +55,8 @@ func (f *fakeLocal) ApplyRetained(p []byte) {
 	f.note()
 }
 
+func (f *fakeLocal) StoreRetained([]byte) {}
+
 func (f *fakeLocal) VisitRetained(fn func(string, []byte)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -339,7 +339,8 @@ func (b *Broker) pickShareMember(filter string) (shareMember, bool) {
 	return *fallback, true
 }
 
-// ApplyRetained sets or clears a retained message another node decided.
+// ApplyRetained sets or clears, in the index, a retained message another node decided. It
+// runs under the cluster's decision lock: no store operation here (StoreRetained).
 func (l *ClusterLocal) ApplyRetained(packet []byte) {
 	b := l.b
 	var p packets.Publish
@@ -347,18 +348,31 @@ func (l *ClusterLocal) ApplyRetained(packet []byte) {
 		b.log.Warn("cluster: dropped a retained update", "err", err)
 		return
 	}
-	msg := session.NewMessage(&p, p.Topic, 0, now(), 0)
+	msg := session.NewMessage(&p, p.Topic, 0, receivedAt(&p), 0) // outside the pool: the index keeps it
 	if len(msg.Payload) == 0 {
 		b.retained.Delete(msg.Topic) // [MQTT-3.3.1-6]
-		if b.durable {
-			b.store.DeleteRetained(msg.Topic, b.logStoreError("delete retained"))
-		}
 		return
 	}
-	b.retained.Set(msg.Topic, msg, msg.Size())
-	if b.durable {
-		b.store.SaveRetained(storedMessage(msg, now()), b.logStoreError("save retained"))
+	b.retained.Set(msg.Topic, msg, msg.Size()) // [MQTT-3.3.1-5]
+}
+
+// StoreRetained writes a retained update ApplyRetained applied to the store, with no lock of
+// the cluster's held.
+func (l *ClusterLocal) StoreRetained(packet []byte) {
+	b := l.b
+	if !b.durable {
+		return
 	}
+	var p packets.Publish
+	if err := decodePublish(packet, &p); err != nil {
+		return // ApplyRetained logged it
+	}
+	msg := session.NewMessage(&p, p.Topic, 0, receivedAt(&p), 0)
+	if len(msg.Payload) == 0 {
+		b.store.DeleteRetained(msg.Topic, b.logStoreError("delete retained"))
+		return
+	}
+	b.store.SaveRetained(storedMessage(msg, now()), b.logStoreError("save retained"))
 }
 
 // VisitRetained encodes every retained message for a peer's snapshot. $SYS topics are each
