@@ -367,9 +367,10 @@ func (n *Node) stopNow() {
 }
 
 // Forward sends a message accepted on this node to every node with interest in its topic:
-// it joins the batch of its subject, which the forwarder sends (batches.go). packet is the
-// engine's PUBLISH encoding; it is copied before Forward returns.
-func (n *Node) Forward(topic string, packet []byte) {
+// it joins the batch of its subject, which the forwarder sends (batches.go). publisher
+// identifies the sender, whose order is kept across topics; packet is the engine's PUBLISH
+// encoding, copied before Forward returns.
+func (n *Node) Forward(topic string, publisher uint64, packet []byte) {
 	if strings.HasPrefix(topic, "$SYS/") {
 		return // each node's own statistics, not the cluster's
 	}
@@ -382,9 +383,14 @@ func (n *Node) Forward(topic string, packet []byte) {
 		subject = string(AppendSubject(nil, topic))
 		n.subjects[topic] = subject
 	}
-	b, first := n.batches.add(subject, n.id, packet)
+	if n.batches.conflicts(subject, publisher) {
+		n.flushLocked()
+	}
+	b, first := n.batches.add(subject, n.id, publisher, packet)
 	if len(b.buf) >= batchBytes {
-		n.sendLocked(b)
+		// All open batches, oldest first: this one alone could overtake a publisher's
+		// earlier frames in an older batch.
+		n.flushLocked()
 	} else if first {
 		select {
 		case n.kick <- struct{}{}:
@@ -415,11 +421,16 @@ func (n *Node) forwarder() {
 // flush sends every pending batch, oldest first.
 func (n *Node) flush() {
 	n.pubMu.Lock()
+	n.flushLocked()
+	n.pubMu.Unlock()
+}
+
+// flushLocked is flush with pubMu held.
+func (n *Node) flushLocked() {
 	for _, b := range n.batches.open {
 		n.sendLocked(b)
 	}
 	n.batches.reset()
-	n.pubMu.Unlock()
 }
 
 // sendLocked publishes b's frames as one NATS message under the next sequence and empties

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/binary"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -134,7 +135,7 @@ func TestOneNodeOverlapAndOwnSharedMember(t *testing.T) {
 	if err := n.queue.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	n.Forward("x/y", []byte{0x30, 0})
+	n.Forward("x/y", 1, []byte{0x30, 0})
 	waitFor(t, local, func() bool { return local.shared["$share/g/x/#"] == 1 })
 	if len(local.remote) != 0 {
 		t.Fatal("a node received its own forwarded message as remote")
@@ -189,7 +190,7 @@ func BenchmarkForward(b *testing.B) {
 	packet := make([]byte, 90)
 	b.ReportAllocs()
 	for b.Loop() {
-		n.Forward("bench/topic/1", packet)
+		n.Forward("bench/topic/1", 1, packet)
 	}
 }
 
@@ -232,7 +233,7 @@ func TestNodesInProcess(t *testing.T) {
 	n2.Subscribe("d/+")
 	n2.Subscribe("d/#")
 	for i := 0; ; i++ { // interest crosses the route asynchronously
-		n1.Forward("d/probe", []byte("probe"))
+		n1.Forward("d/probe", 1, []byte("probe"))
 		l2.mu.Lock()
 		arrived := len(l2.remote) > 0
 		l2.mu.Unlock()
@@ -247,9 +248,9 @@ func TestNodesInProcess(t *testing.T) {
 			t.Fatal("interest never reached n1")
 		}
 	}
-	n1.Forward("d/1", []byte("one"))
-	n1.Forward("d/2", []byte("two"))
-	n1.Forward("d/3", []byte("end"))
+	n1.Forward("d/1", 1, []byte("one"))
+	n1.Forward("d/2", 1, []byte("two"))
+	n1.Forward("d/3", 1, []byte("end"))
 	waitFor(t, l2, func() bool { return len(l2.remote) > 0 && string(l2.remote[len(l2.remote)-1]) == "end" })
 	l2.mu.Lock()
 	var order []string
@@ -306,7 +307,7 @@ func TestNodesInProcess(t *testing.T) {
 	n3.SetWill("doomed", []byte("will-packet"))
 	n3.SetWill("left", []byte("other"))
 	n3.ClearWill("left")
-	n3.Forward("sync", []byte("x")) // nothing: just sent after the wills
+	n3.Forward("sync", 1, []byte("x")) // nothing: just sent after the wills
 	pollUntil(t, "wills known", func() bool {
 		n1.willMu.Lock()
 		defer n1.willMu.Unlock()
@@ -357,7 +358,7 @@ func TestExternalNATS(t *testing.T) {
 	if err := n2.pub.Flush(); err != nil { // one server: the subscription is known once flushed
 		t.Fatal(err)
 	}
-	n1.Forward("x/1", []byte("via-external"))
+	n1.Forward("x/1", 1, []byte("via-external"))
 	waitFor(t, l2, func() bool { return len(l2.remote) == 1 && string(l2.remote[0]) == "via-external" })
 	pollUntil(t, "peers by heartbeat", func() bool { return n1.LiveNodes() == 2 })
 }
@@ -379,7 +380,7 @@ func BenchmarkReceiveBatch(b *testing.B) {
 	packet := make([]byte, 90)
 	var batch *batch
 	for range 100 {
-		batch, _ = bs.add("pmq.m.bench", "origin", packet)
+		batch, _ = bs.add("pmq.m.bench", "origin", 1, packet)
 	}
 	b.ReportAllocs()
 	seq := uint64(0)
@@ -409,4 +410,71 @@ func TestClaimWithoutHolderSendsNothing(t *testing.T) {
 	if sent := n.pub.Stats().OutMsgs - before; sent != 0 {
 		t.Fatalf("%d messages sent for claims no other node could answer", sent)
 	}
+}
+
+// TestBatchesKeepPublisherOrder: frames go out as the open batches, oldest first, so a
+// publisher's frame that would join a batch older than the one with its latest frame must
+// first send what is open; a publisher that keeps to its topic never forces a send.
+func TestBatchesKeepPublisherOrder(t *testing.T) {
+	type step struct {
+		subject   string
+		publisher uint64
+		frame     string
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"alternating topics", []step{{"a", 1, "1"}, {"b", 1, "2"}, {"a", 1, "3"}, {"b", 1, "4"}}},
+		{"two publishers each on its topic", []step{{"a", 1, "1"}, {"b", 2, "x"}, {"a", 1, "2"}, {"b", 2, "y"}, {"a", 1, "3"}}},
+		{"one publisher, other publisher between", []step{{"a", 1, "1"}, {"b", 2, "x"}, {"b", 1, "2"}, {"a", 1, "3"}, {"a", 2, "y"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var bs batches
+			var sent [][]byte // frames in the order they reach a peer
+			sends := 0
+			flush := func() {
+				for _, b := range bs.open {
+					sent = append(sent, splitFrames(t, b)...)
+				}
+				bs.reset()
+				sends++
+			}
+			for _, st := range tt.steps {
+				if bs.conflicts(st.subject, st.publisher) {
+					flush()
+				}
+				bs.add(st.subject, "origin", st.publisher, []byte(strconv.FormatUint(st.publisher, 10)+st.frame))
+			}
+			flush()
+			last := map[byte]string{}
+			for _, f := range sent {
+				pub, frame := f[0], string(f[1:])
+				if frame <= last[pub] {
+					t.Fatalf("publisher %c: frame %q after %q (sent %q)", pub, frame, last[pub], sent)
+				}
+				last[pub] = frame
+			}
+			if tt.name == "two publishers each on its topic" && sends != 1 {
+				t.Fatalf("%d sends, want 1: publishers keeping to their topics batch fully", sends)
+			}
+		})
+	}
+}
+
+// splitFrames returns the frames of batch b, as a receiving node sees them.
+func splitFrames(t *testing.T, b *batch) [][]byte {
+	t.Helper()
+	var frames [][]byte
+	rest := b.buf[b.seqAt+8:]
+	for len(rest) > 0 {
+		size, n := binary.Uvarint(rest)
+		if n <= 0 || uint64(len(rest)-n) < size {
+			t.Fatalf("bad frame at %d", len(b.buf)-len(rest))
+		}
+		frames = append(frames, append([]byte(nil), rest[n:n+int(size)]...))
+		rest = rest[n+int(size):]
+	}
+	return frames
 }

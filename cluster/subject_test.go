@@ -165,11 +165,11 @@ func BenchmarkDedupe(b *testing.B) {
 // cutFrame gives back each packet and refuses a truncated one.
 func TestBatches(t *testing.T) {
 	var bs batches
-	if _, first := bs.add("s.a", "n1", []byte("a1")); !first {
+	if _, first := bs.add("s.a", "n1", 1, []byte("a1")); !first {
 		t.Fatal("the first frame did not ask for a kick")
 	}
-	bs.add("s.b", "n1", []byte("b1"))
-	b, first := bs.add("s.a", "n1", bytes.Repeat([]byte("x"), 300)) // a two-byte length
+	bs.add("s.b", "n1", 1, []byte("b1"))
+	b, first := bs.add("s.a", "n1", 1, bytes.Repeat([]byte("x"), 300)) // a two-byte length
 	if first || b.frames != 2 || len(bs.open) != 2 || bs.open[0] != b {
 		t.Fatalf("batches %+v, first %v", bs.open, first)
 	}
@@ -197,7 +197,7 @@ func TestBatches(t *testing.T) {
 	if len(bs.open) != 0 || len(bs.bySubject) != 0 || len(bs.free) != 2 {
 		t.Fatalf("after reset: %d open, %d indexed, %d free", len(bs.open), len(bs.bySubject), len(bs.free))
 	}
-	if _, first := bs.add("s.c", "n1", nil); !first {
+	if _, first := bs.add("s.c", "n1", 1, nil); !first {
 		t.Fatal("after reset, a frame did not ask for a kick")
 	}
 }

@@ -20,7 +20,9 @@ import (
 type Cluster interface {
 	// Forward sends a message this node accepted to the other nodes with interest, once it
 	// reached this node's subscribers (after its durable commit; never a refused one).
-	Forward(topic string, packet []byte)
+	// publisher is the sender's session key (0 for the broker): its order is kept across
+	// topics, as on one node.
+	Forward(topic string, publisher uint64, packet []byte)
 	// Retain decides a retained update made on this node (cleared: the empty payload that
 	// clears a topic) by the cluster's last-writer-wins rule, runs apply, which updates this
 	// node's retained index, while holding that decision, and sends the update to every node.
@@ -195,7 +197,7 @@ func (b *Broker) forward(msg *session.Message) {
 		// here and win everywhere else.
 		b.cluster.Retain(msg.Topic, *buf, len(msg.Payload) == 0, func() { b.setRetained(msg) })
 	}
-	b.cluster.Forward(msg.Topic, *buf)
+	b.cluster.Forward(msg.Topic, msg.Publisher, *buf)
 	b.writeBuffers.Put(buf)
 }
 

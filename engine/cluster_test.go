@@ -32,7 +32,7 @@ func newFakeCluster() *fakeCluster {
 	return &fakeCluster{interest: map[string]int{}, holds: map[string]bool{}, wills: map[string][]byte{}}
 }
 
-func (f *fakeCluster) Forward(topic string, packet []byte) {
+func (f *fakeCluster) Forward(topic string, _ uint64, packet []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.forwarded = append(f.forwarded, forwarded{topic, append([]byte(nil), packet...), false, false})
@@ -262,7 +262,7 @@ func BenchmarkClusterForwardEncode(b *testing.B) {
 // nullCluster drops everything, to measure the engine's side alone.
 type nullCluster struct{ fakeCluster }
 
-func (*nullCluster) Forward(string, []byte)                          {}
+func (*nullCluster) Forward(string, uint64, []byte)                  {}
 func (*nullCluster) Retain(_ string, _ []byte, _ bool, apply func()) { apply() }
 
 func TestClusterMetricsRegistered(t *testing.T) {

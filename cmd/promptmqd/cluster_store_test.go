@@ -133,12 +133,23 @@ func TestClusterRetainedLastWriterWins(t *testing.T) {
 				return n == 2
 			}
 			if in.waitUntil(200*time.Millisecond, markers) {
+				// Retained messages come in topic order: lww/t after the markers.
+				retainedT := func(got []received) bool {
+					for _, r := range got {
+						if r.topic == "lww/t" && r.retain {
+							return true
+						}
+					}
+					return false
+				}
+				if !in.waitUntil(clusterGuard, retainedT) {
+					t.Fatalf("%s has no retained lww/t: %v", node, in.snapshot())
+				}
 				for _, r := range in.snapshot() {
 					if r.topic == "lww/t" && r.retain {
 						return r.payload
 					}
 				}
-				t.Fatalf("%s has no retained lww/t: %v", node, in.snapshot())
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: the other node's retained marker never arrived", node)
