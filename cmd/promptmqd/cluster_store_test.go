@@ -48,18 +48,10 @@ func TestClusterRefusedPublishIsNotForwarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.disconnect()
-	publish := func(topic string) packets.ReasonCode {
-		t.Helper()
-		var reason packets.ReasonCode
-		if err := pub.publishPipelined(1, 1, false, fixedTopic(topic), seqPayload(16), func(a ackResult) { reason = a.reason }); err != nil {
-			t.Fatalf("publish %s: %v", topic, err)
-		}
-		return reason
-	}
-	if r := publish("refused/1"); r != packets.UnspecifiedError {
+	if r := pub.publishOne(t, "refused/1"); r != packets.UnspecifiedError {
 		t.Fatalf("publish whose delivery row failed: reason %v, want 0x80", r)
 	}
-	if r := publish("kept/1"); r != packets.Success {
+	if r := pub.publishOne(t, "kept/1"); r != packets.Success {
 		t.Fatalf("publish after the failure: reason %v", r)
 	}
 	// A QoS 0 marker on the refused topic leaves node 1 after the refusal, on the same

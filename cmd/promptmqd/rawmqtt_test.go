@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/x0a1b/promptmq/packets"
@@ -180,3 +181,14 @@ func seqPayload(size int) func(i int, buf []byte) []byte {
 }
 
 func fixedTopic(name string) func(int) string { return func(int) string { return name } }
+
+// publishOne sends one QoS 1 PUBLISH of 16 bytes to topic and returns the reason code of its
+// PUBACK.
+func (c *mqttConn) publishOne(t *testing.T, topic string) packets.ReasonCode {
+	t.Helper()
+	var reason packets.ReasonCode
+	if err := c.publishPipelined(1, 1, false, fixedTopic(topic), seqPayload(16), func(a ackResult) { reason = a.reason }); err != nil {
+		t.Fatalf("publish %s: %v", topic, err)
+	}
+	return reason
+}
