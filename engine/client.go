@@ -195,8 +195,10 @@ func (c *client) end(err error) {
 	if send {
 		c.lingerClose()
 	}
-	c.conn.Close()
+	// The session goes offline before the socket closes: a client that saw the close and
+	// publishes must find it offline, so its QoS 0 is not queued without queue-qos0.
 	c.b.detach(c, graceful)
+	c.conn.Close()
 }
 
 // appendDisconnect queues a DISCONNECT. Apart from its callers so the packet (with its
