@@ -131,7 +131,7 @@ func keys() []Key {
 		{Path: "storage.batch-size", Kind: KindInt, Min: 1, Max: unbounded,
 			Doc: "Most operations the writer commits in one transaction (group commit).", field: func(c *Config) any { return &c.Storage.BatchSize }},
 		{Path: "storage.batch-interval", Kind: KindDuration, Max: unbounded, Zero: "commit as soon as the writer is free",
-			Doc: "Longest the writer waits to fill a batch before committing.", field: func(c *Config) any { return &c.Storage.BatchInterval }},
+			Doc: "Longest the writer waits to fill a batch before a commit that fsyncs (synchronous FULL, or no WAL); WAL with NORMAL never waits.", field: func(c *Config) any { return &c.Storage.BatchInterval }},
 
 		{Path: "storage.sqlite.cache-size", Kind: KindInt,
 			Doc: "PRAGMA cache_size: positive = pages, negative = KiB.", field: func(c *Config) any { return &c.Storage.SQLite.CacheSize }},
