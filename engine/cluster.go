@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/x0a1b/promptmq/packets"
 	"github.com/x0a1b/promptmq/session"
@@ -420,11 +419,7 @@ func (l *ClusterLocal) TakeOver(id string, export bool) []byte {
 		e.mu.Unlock()
 		if old != nil {
 			b.mu.Unlock()
-			old.kick(packets.SessionTakenOver)
-			select {
-			case <-old.done:
-			case <-time.After(2 * old.writeTimeout()):
-				b.log.Warn("cluster takeover: connection did not end in time", "client", id)
+			if !b.endTakenOver(old, 2*old.writeTimeout(), "cluster takeover", id) {
 				return nil
 			}
 			continue

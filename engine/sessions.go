@@ -12,6 +12,20 @@ import (
 // neverExpires is the Session Expiry Interval that means the session does not expire.
 const neverExpires = 0xFFFFFFFF
 
+// endTakenOver ends the live connection old of a session another connection takes
+// (DISCONNECT 0x8E [MQTT-3.1.4-3]) and waits until it has ended, at most bound; b.mu must not
+// be held. It reports whether the connection ended in time; what names the caller in the log.
+func (b *Broker) endTakenOver(old *client, bound time.Duration, what, id string) bool {
+	old.kick(packets.SessionTakenOver)
+	select {
+	case <-old.done:
+		return true
+	case <-time.After(bound):
+		b.log.Warn(what+": previous connection did not end in time", "client", id)
+		return false
+	}
+}
+
 // attach binds connection c to the session of id: it takes over a live connection of the
 // same id (which gets DISCONNECT 0x8E and is waited for [MQTT-3.1.4-3]), cancels a pending
 // will and expiry, and ends the old session on Clean Start [MQTT-3.1.2-4]. It reports
@@ -30,11 +44,7 @@ func (b *Broker) attach(c *client, id string, cleanStart bool, expiry uint32, wi
 			e.mu.Unlock()
 			if old != nil {
 				b.mu.Unlock()
-				old.kick(packets.SessionTakenOver)
-				select {
-				case <-old.done:
-				case <-time.After(2 * c.writeTimeout()):
-					b.log.Warn("takeover: previous connection did not end in time", "client", id)
+				if !b.endTakenOver(old, 2*c.writeTimeout(), "takeover", id) {
 					return nil, false, false
 				}
 				continue
