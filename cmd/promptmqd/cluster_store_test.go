@@ -18,16 +18,7 @@ import (
 // and kept/#, so a QoS 1 publish there needs a delivery row.
 func TestClusterRefusedPublishIsNotForwarded(t *testing.T) {
 	nodes := startCluster(t, 2)
-	offline, err := dialMQTT(nodes[0].proc.addr, "offline-subscriber", true, 3600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, filter := range []string{"refused/#", "kept/#"} {
-		if err := offline.subscribe(filter, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	offline.disconnect()
+	leaveDurableSubscriber(t, nodes[0].proc.addr, "offline-subscriber", "refused/#", "kept/#")
 	if err := nodes[0].proc.stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -192,3 +192,20 @@ func (c *mqttConn) publishOne(t *testing.T, topic string) packets.ReasonCode {
 	}
 	return reason
 }
+
+// leaveDurableSubscriber connects clientID with a session that lasts an hour, subscribes to
+// filters at QoS 1 and disconnects: the broker then stores a delivery row for each QoS 1
+// message on them.
+func leaveDurableSubscriber(t *testing.T, addr, clientID string, filters ...string) {
+	t.Helper()
+	c, err := dialMQTT(addr, clientID, true, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, filter := range filters {
+		if err := c.subscribe(filter, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.disconnect()
+}

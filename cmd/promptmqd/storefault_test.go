@@ -171,16 +171,7 @@ func lastLine(s string) string { return s[strings.LastIndexByte(s, '\n')+1:] }
 func TestRefusedWritesAreNotForwarded(t *testing.T) {
 	dir := t.TempDir()
 	broker := startBroker(t, "127.0.0.1:0", durableArgs(dir)...)
-	offline, err := dialMQTT(broker.addr, "offline-subscriber", true, 3600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, filter := range []string{"refused/#", "kept/#"} {
-		if err := offline.subscribe(filter, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	offline.disconnect()
+	leaveDurableSubscriber(t, broker.addr, "offline-subscriber", "refused/#", "kept/#")
 	if err := broker.stop(); err != nil {
 		t.Fatal(err)
 	}
