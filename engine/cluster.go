@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/x0a1b/promptmq/packets"
+	"github.com/x0a1b/promptmq/persist"
 	"github.com/x0a1b/promptmq/session"
 	"github.com/x0a1b/promptmq/telemetry"
 	"github.com/x0a1b/promptmq/topics"
@@ -405,6 +406,10 @@ func (l *ClusterLocal) PublishWill(packet []byte) {
 // TakeOver ends the local session of id for another node: a live connection gets DISCONNECT
 // 0x8E [MQTT-3.1.4-3] and is waited for; then the session's state is exported (when asked)
 // and the session ends here, so exactly one node holds it.
+//
+// b.mu stays held from the export to the session's end, the store waits included: a CONNECT
+// of the same client id here meanwhile would otherwise attach to a session being moved. No
+// store callback takes b.mu, so the writer never waits for it.
 func (l *ClusterLocal) TakeOver(id string, export bool) []byte {
 	b := l.b
 	for {
@@ -426,18 +431,9 @@ func (l *ClusterLocal) TakeOver(id string, export bool) []byte {
 		}
 		var state []byte
 		if export {
-			e.mu.Lock()
-			// The session goes on elsewhere: its pending will is cancelled as for a
-			// reconnection here [MQTT-3.1.3-9].
-			if e.willTimer != nil {
-				e.willTimer.Stop()
-				e.willTimer = nil
-			}
-			e.pendingWill = nil
-			state = b.exportSessionLocked(e)
-			e.mu.Unlock()
+			state = b.exportSession(e)
 		}
-		will := b.endSessionLocked(e)
+		will := b.endSessionLocked(e) // its store rows go only now, after the export read them
 		b.mu.Unlock()
 		if will != nil {
 			b.publishWill(will)
@@ -446,24 +442,75 @@ func (l *ClusterLocal) TakeOver(id string, export bool) []byte {
 	}
 }
 
-// Session export: expiry u32; subscriptions (u16 count; filter u16+bytes, options byte, id
-// u32); deliveries (u32 count; QoS, flags, packet id u16, ids u16 count + u32 each, PUBLISH
-// u32 length + bytes). Inflight deliveries keep their packet ids so the client's resend state
-// survives the move; queued ones get new ids on the new node. e.mu is held. Deliveries spilled
-// to this node's store (spill.go) are not exported.
-func (b *Broker) exportSessionLocked(e *entry) []byte {
-	s := e.s
-	out := binary.BigEndian.AppendUint32(nil, s.ExpiryInterval)
-	out = binary.BigEndian.AppendUint16(out, uint16(len(s.Subscriptions)))
-	for _, sub := range s.Subscriptions {
-		out = binary.BigEndian.AppendUint16(out, uint16(len(sub.Filter)))
-		out = append(out, sub.Filter...)
-		out = append(out, packOptions(sub.Options))
-		out = binary.BigEndian.AppendUint32(out, sub.ID)
+// exportSession encodes an offline session for the node taking it over: expiry u32;
+// subscriptions (u16 count; filter u16+bytes, options byte, id u32); deliveries (u32 count;
+// QoS, flags, packet id u16, ids u16 count + u32 each, PUBLISH u32 length + bytes). Every
+// delivery the session owes goes: the inflight ones with their packet ids and QoS 2 state, so
+// the client's resend state survives the move, the memory queue, and the deliveries only the
+// store holds (spilled beyond the memory queue, spill.go). b.mu is held, e.mu is not.
+//
+// Order of the steps: the session leaves the router first, so no new delivery is matched for
+// it; a store Barrier then lets every delivery matched before that commit its row (and any
+// page-in in flight queue what it read); the memory state is read under e.mu, and the store's
+// rows of the session after it, skipping those already taken from memory. What a publisher
+// matched before the unsubscribe and submits after the Barrier is missed (a window of one
+// route call). Rejected: exporting the memory queue alone (the first integration), which
+// lost every spilled delivery with the old node's rows.
+func (b *Broker) exportSession(e *entry) []byte {
+	e.mu.Lock()
+	// The session goes on elsewhere: its pending will is cancelled as for a reconnection here
+	// [MQTT-3.1.3-9].
+	if e.willTimer != nil {
+		e.willTimer.Stop()
+		e.willTimer = nil
 	}
-	var outs []session.Outgoing
-	s.Resend(func(o *session.Outgoing) { outs = append(outs, *o) })
-	inflight := len(outs)
+	e.pendingWill = nil
+	for filter := range e.s.Subscriptions {
+		b.router.Unsubscribe(e.s.Key, filter) // endSessionLocked's second call finds nothing
+	}
+	durable := e.durable.Load()
+	e.mu.Unlock()
+	if durable {
+		b.waitStore()
+	}
+	e.mu.Lock()
+	out, deliveries, count, exported := b.exportMemoryLocked(e)
+	e.mu.Unlock()
+	if durable {
+		deliveries, count = b.exportStored(e.s.ClientID, deliveries, count, exported)
+	}
+	out = binary.BigEndian.AppendUint32(out, count)
+	return append(out, deliveries...)
+}
+
+// waitStore returns once every store operation submitted before it has completed.
+func (b *Broker) waitStore() {
+	committed := make(chan struct{})
+	b.store.Barrier(func(error) { close(committed) })
+	<-committed
+}
+
+// exportMemoryLocked encodes the head of a session's export and the deliveries it holds in
+// memory, and returns the store ids among them. e.mu is held.
+func (b *Broker) exportMemoryLocked(e *entry) (head, deliveries []byte, count uint32, exported map[uint64]struct{}) {
+	s := e.s
+	head = binary.BigEndian.AppendUint32(nil, s.ExpiryInterval)
+	head = binary.BigEndian.AppendUint16(head, uint16(len(s.Subscriptions)))
+	for _, sub := range s.Subscriptions {
+		head = binary.BigEndian.AppendUint16(head, uint16(len(sub.Filter)))
+		head = append(head, sub.Filter...)
+		head = append(head, packOptions(sub.Options))
+		head = binary.BigEndian.AppendUint32(head, sub.ID)
+	}
+	exported = make(map[uint64]struct{})
+	add := func(o *session.Outgoing) {
+		deliveries = b.appendExported(deliveries, o.QoS, o.Retain, o.Released, o.PacketID, o.SubscriptionIDs, o.Message)
+		count++
+		if id := o.Message.StoreID; id != 0 {
+			exported[id] = struct{}{}
+		}
+	}
+	s.Resend(add)
 	s.SendQuota = 1 << 30 // drain the queue through the window: the session ends right after
 	t := now()
 	for {
@@ -471,33 +518,68 @@ func (b *Broker) exportSessionLocked(e *entry) []byte {
 		if !ok {
 			break
 		}
-		q := *o // a QoS 0 message's reference is now ours, released once encoded below
-		q.PacketID = 0
-		outs = append(outs, q)
-	}
-	out = binary.BigEndian.AppendUint32(out, uint32(len(outs)))
-	for i, o := range outs {
-		flags := byte(0)
-		if o.Retain {
-			flags |= 1
-		}
-		if o.Released {
-			flags |= 2
-		}
-		out = append(out, o.QoS, flags)
-		out = binary.BigEndian.AppendUint16(out, o.PacketID)
-		out = binary.BigEndian.AppendUint16(out, uint16(len(o.SubscriptionIDs)))
-		for _, id := range o.SubscriptionIDs {
-			out = binary.BigEndian.AppendUint32(out, id)
-		}
-		buf := b.encodeMessage(o.Message, o.Message.QoS, o.Message.Retain)
-		out = binary.BigEndian.AppendUint32(out, uint32(len(*buf)))
-		out = append(out, *buf...)
-		b.writeBuffers.Put(buf)
-		if i >= inflight && o.QoS == 0 {
-			o.Message.Release()
+		q := *o // a QoS 0 message's reference is now ours, released once encoded
+		q.PacketID, q.Released = 0, false
+		add(&q)
+		if q.QoS == 0 {
+			q.Message.Release()
 		}
 	}
+	return head, deliveries, count, exported
+}
+
+// exportStored appends the stored deliveries of clientID not in exported, read in pages of
+// the store's writer, in id order. A failed read is logged: what was read still goes.
+func (b *Broker) exportStored(clientID string, deliveries []byte, count uint32, exported map[uint64]struct{}) ([]byte, uint32) {
+	const page = 1024
+	type result struct {
+		rows []persist.StoredDelivery
+		err  error
+	}
+	from := uint64(0)
+	for {
+		read := make(chan result, 1)
+		b.store.ReadDeliveries(clientID, from, page, func(rows []persist.StoredDelivery, err error) { read <- result{rows, err} })
+		r := <-read
+		if r.err != nil {
+			b.stats.StoreFailures.Add(1)
+			b.log.Error("cluster takeover: reading the stored deliveries failed", "client", clientID, "err", r.err)
+			return deliveries, count
+		}
+		for _, row := range r.rows {
+			from = row.Delivery.MessageID + 1
+			if _, done := exported[row.Delivery.MessageID]; done {
+				continue
+			}
+			d := &row.Delivery
+			deliveries = b.appendExported(deliveries, d.QoS, d.Retain, d.State == persist.Released, d.PacketID, d.SubIDs, restoredMessage(row.Message))
+			count++
+		}
+		if len(r.rows) < page {
+			return deliveries, count
+		}
+	}
+}
+
+// appendExported encodes one delivery of an exported session.
+func (b *Broker) appendExported(out []byte, qos byte, retain, released bool, packetID uint16, subIDs []uint32, msg *session.Message) []byte {
+	flags := byte(0)
+	if retain {
+		flags |= 1
+	}
+	if released {
+		flags |= 2
+	}
+	out = append(out, qos, flags)
+	out = binary.BigEndian.AppendUint16(out, packetID)
+	out = binary.BigEndian.AppendUint16(out, uint16(len(subIDs)))
+	for _, id := range subIDs {
+		out = binary.BigEndian.AppendUint32(out, id)
+	}
+	buf := b.encodeMessage(msg, msg.QoS, msg.Retain)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(*buf)))
+	out = append(out, *buf...)
+	b.writeBuffers.Put(buf)
 	return out
 }
 
@@ -604,13 +686,43 @@ func (b *Broker) importSession(id string, state []byte) error {
 		e.s.Subscriptions[s.Filter] = s
 		b.clusterSubscribed(e.s.Key, s.Filter, s.Options, s.ID, false)
 	}
+	durable := b.durable && e.s.ExpiryInterval > 0
+	if durable {
+		// The moved session is stored here as it was on the old node, before its client's
+		// CONNACK (which waits for the store), and its deliveries get rows of this node: a
+		// restart here keeps them, and those beyond the memory queue wait in the store
+		// (spill.go) instead of pushing the oldest out of the queue.
+		e.durable.Store(true)
+		b.saveSession(id, e.s.ExpiryInterval, 0, nil)
+		for _, s := range e.s.Subscriptions {
+			b.saveSubscription(id, s)
+		}
+		for i := range outs {
+			o := &outs[i]
+			if o.QoS == 0 {
+				continue
+			}
+			o.Message.StoreID = b.store.NextMessageID()
+			d := []persist.Delivery{{ClientID: id, QoS: o.QoS, Retain: o.Retain, SubIDs: o.SubscriptionIDs}}
+			b.store.AddDeliveries(storedMessage(o.Message, 0), d, b.logStoreError("add moved delivery"))
+			if o.PacketID != 0 {
+				state := persist.Sent
+				if o.Released {
+					state = persist.Released
+				}
+				b.store.UpdateDelivery(id, o.Message.StoreID, o.PacketID, state, b.logStoreError("update moved delivery"))
+			}
+		}
+	}
 	e.mu.Lock()
 	for _, o := range outs {
 		if o.PacketID != 0 && e.s.Restore(o) {
 			continue
 		}
-		o.PacketID = 0
-		e.s.Enqueue(o, true)
+		o.PacketID, o.Released = 0, false
+		if !b.spillLocked(e, &o) {
+			e.s.Enqueue(o, true)
+		}
 	}
 	e.mu.Unlock()
 	b.mu.Unlock()

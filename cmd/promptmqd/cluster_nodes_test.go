@@ -22,6 +22,7 @@ const clusterGuard = 20 * time.Second
 // clusterNode is one promptmqd of a test cluster.
 type clusterNode struct {
 	id, route, dataDir string
+	extra              []string // more flags, the same on every node
 	proc               *brokerProc
 }
 
@@ -43,10 +44,10 @@ func freeRoutePorts(t *testing.T, n int) []string {
 
 // startCluster starts n nodes with ids node-1..node-n, each routing to all the others, and
 // waits until every node has heard every other.
-func startCluster(t *testing.T, n int) []*clusterNode {
+func startCluster(t *testing.T, n int, extra ...string) []*clusterNode {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		nodes, ok := tryCluster(t, n)
+		nodes, ok := tryCluster(t, n, extra)
 		if ok {
 			return nodes
 		}
@@ -61,11 +62,11 @@ func startCluster(t *testing.T, n int) []*clusterNode {
 	}
 }
 
-func tryCluster(t *testing.T, n int) ([]*clusterNode, bool) {
+func tryCluster(t *testing.T, n int, extra []string) ([]*clusterNode, bool) {
 	routes := freeRoutePorts(t, n)
 	nodes := make([]*clusterNode, n)
 	for i := range nodes {
-		nodes[i] = &clusterNode{id: fmt.Sprintf("node-%d", i+1), route: routes[i], dataDir: t.TempDir()}
+		nodes[i] = &clusterNode{id: fmt.Sprintf("node-%d", i+1), route: routes[i], dataDir: t.TempDir(), extra: extra}
 	}
 	for _, node := range nodes {
 		node.proc = launchBroker(t, "127.0.0.1:0", node.args(nodes)...)
@@ -93,8 +94,9 @@ func (node *clusterNode) args(all []*clusterNode) []string {
 			peers = append(peers, other.route)
 		}
 	}
-	return append(durableArgs(node.dataDir), "--cluster-enabled", "--cluster-node-id", node.id,
+	args := append(durableArgs(node.dataDir), "--cluster-enabled", "--cluster-node-id", node.id,
 		"--cluster-bind", node.route, "--cluster-peers", strings.Join(peers, ","))
+	return append(args, node.extra...)
 }
 
 func (node *clusterNode) waitListening() bool {
