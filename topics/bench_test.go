@@ -3,7 +3,10 @@ package topics
 import (
 	"fmt"
 	"runtime"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/x0a1b/promptmq/topics/topicstest"
 )
@@ -86,6 +89,60 @@ func BenchmarkMatchParallel(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkMatchScaling measures the parallel speed-up of Match within one process:
+// each round times a batch of matches on one goroutine, then the same number per
+// goroutine on GOMAXPROCS goroutines at once, on the same router and topics, and
+// the speed-up is the median over rounds of the parallel rate divided by the single
+// one. Comparing BenchmarkMatchParallel with BenchmarkMatch compares two runs made
+// seconds apart, each with its own router build, and on a shared machine the load
+// of other processes changes between them; interleaving the two sides round by
+// round exposes both to the same load. Each goroutine starts at its own place in
+// the topic cycle so they do not fetch the same lines in step.
+func BenchmarkMatchScaling(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("subs=%d", n), func(b *testing.B) {
+			w := topicstest.New(n, 4096, 1)
+			r := buildRouter(b, w)
+			procs := runtime.GOMAXPROCS(0)
+			const batch = 2048
+			matches := make([]Matches, procs)
+			run := func(m *Matches, start int) {
+				for i := range batch {
+					m.Reset()
+					r.Match(w.Topics[(start+7*i)&4095], 0, nil, m)
+				}
+			}
+			for p := range matches { // grow each scratch before timing
+				run(&matches[p], 0)
+			}
+			var speedups, single, parallel []float64
+			for b.Loop() {
+				start := time.Now()
+				run(&matches[0], 0)
+				one := time.Since(start)
+				var wg sync.WaitGroup
+				start = time.Now()
+				for p := range procs {
+					wg.Go(func() { run(&matches[p], p*4096/procs) })
+				}
+				wg.Wait()
+				all := time.Since(start)
+				speedups = append(speedups, float64(procs)*float64(one)/float64(all))
+				single = append(single, float64(one.Nanoseconds())/batch)
+				parallel = append(parallel, float64(all.Nanoseconds())/float64(batch*procs))
+			}
+			b.ReportMetric(median(speedups), "speedup")
+			b.ReportMetric(median(single), "single-ns/match")
+			b.ReportMetric(median(parallel), "parallel-ns/match")
+		})
+	}
+}
+
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 // BenchmarkSubscribeUnsubscribe adds then removes one subscription per iteration in a

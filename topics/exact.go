@@ -57,15 +57,16 @@ type exactSlot struct {
 }
 
 // exactEntry is one distinct exact filter of a shard. Its first subscriber's leafSet
-// is stored inside it (firstSet, firstOne), so the common single-subscriber lookup
+// is stored inside it (first), so the common single-subscriber lookup
 // reads one allocation; set points there until the set changes (copy-on-write,
-// elsewhere). Not a leafSetOne: its padding would move the entry to the 96-byte
-// size class.
+// elsewhere). It is 64 bytes, so one aligned cache line (objects of the allocator's
+// 64-byte size class are aligned to 64): at 72 bytes (with a 32-byte leafSet) it
+// took the 80-byte class, every entry straddled two lines and a lookup that found one
+// read both. Not a leafSetOne: its padding would make the entry 88 bytes.
 type exactEntry struct {
-	filter   string
-	set      atomic.Pointer[leafSet]
-	firstSet leafSet
-	firstOne [1]entry
+	filter string
+	set    atomic.Pointer[leafSet]
+	first  spareSet
 }
 
 // newExactEntry makes the entry of filter holding the one subscription e, or no
@@ -73,9 +74,7 @@ type exactEntry struct {
 func newExactEntry(filter string, e entry, shared bool) *exactEntry {
 	x := &exactEntry{filter: filter}
 	if !shared {
-		x.firstOne[0] = e
-		x.firstSet.entries = x.firstOne[:]
-		x.set.Store(&x.firstSet)
+		x.set.Store(x.first.init(e))
 	}
 	return x
 }

@@ -196,6 +196,20 @@ type node struct {
 	inline   [12]byte
 }
 
+// spareSet is room for a one-entry leafSet inside the structure that points to it
+// (an exactEntry's first set), so reading the set costs no separate cache miss.
+type spareSet struct {
+	set leafSet
+	one [1]entry
+}
+
+// init makes s the set of e alone and returns it. s must not have been published.
+func (s *spareSet) init(e entry) *leafSet {
+	s.one[0] = e
+	s.set = setOf(s.one[:], nil)
+	return &s.set
+}
+
 // newNode makes the node of level under parent. A short level is copied into the
 // node and level is made a view of that copy with unsafe.String: the bytes are never
 // written again, which is what unsafe.String requires, and it saves the cache miss of
@@ -225,9 +239,33 @@ type entry struct {
 
 // leafSet holds the subscriptions of one filter. It is immutable once published
 // (except each group's member list and cursor, which are atomic).
+//
+// Its entries are a pointer and a count rather than a slice: 24 bytes instead of 32,
+// which is what lets an exactEntry with its first set and entry inside fit one
+// 64-byte line (see there). The slice's capacity was never used: a set is
+// replaced, not appended to.
 type leafSet struct {
-	entries []entry
-	groups  *shareGroups // nil for most filters: keeps a leafSet at 32 bytes
+	first  *entry // the first of n consecutive entries (see list)
+	n      int
+	groups *shareGroups // nil for most filters
+}
+
+// setOf returns a leafSet of entries (kept, not copied) and groups.
+func setOf(entries []entry, groups *shareGroups) leafSet {
+	if len(entries) == 0 {
+		return leafSet{groups: groups}
+	}
+	return leafSet{first: &entries[0], n: len(entries), groups: groups}
+}
+
+// list returns the entries of s. unsafe.Slice rebuilds the slice that setOf took
+// apart: first points to the first element of a slice of at least n entries, which
+// first keeps alive.
+func (s *leafSet) list() []entry {
+	if s.n == 0 {
+		return nil
+	}
+	return unsafe.Slice(s.first, s.n)
 }
 
 type shareGroups struct{ list []*shareGroup }
@@ -241,15 +279,15 @@ func (s *leafSet) groupList() []*shareGroup {
 
 // leafSetOne is a leafSet with room for its only entry in the same allocation: most
 // filters have one subscriber, and this halves their allocations and bytes. It is
-// padded from 48 to 64 bytes, the allocator's size class that is one aligned cache
-// line: at 48 bytes half of them straddle two lines, and Match read the entry from
+// padded from 40 to 64 bytes, the allocator's size class that is one aligned cache
+// line: at 48 bytes (its size with a slice) half of them straddled two lines, and Match read the entry from
 // the second line only after the header from the first, one more dependent miss per
 // set (cachegrind, 100k subscriptions: two first-level misses per set collected in
 // 65% of the sets). The padding costs 16 bytes per wildcard filter.
 type leafSetOne struct {
 	set leafSet
 	one [1]entry
-	_   [16]byte
+	_   [24]byte
 }
 
 // shareGroup is one $share/{name}/{filter} subscription: its members take turns.
@@ -373,19 +411,20 @@ func addEntry(target *atomic.Pointer[leafSet], e entry) (replaced bool) {
 	old := target.Load()
 	if old == nil {
 		one := &leafSetOne{one: [1]entry{e}}
-		one.set.entries = one.one[:]
+		one.set = setOf(one.one[:], nil)
 		target.Store(&one.set)
 		return false
 	}
-	entries := make([]entry, len(old.entries), len(old.entries)+1)
-	copy(entries, old.entries)
+	entries := make([]entry, old.n, old.n+1)
+	copy(entries, old.list())
 	if i := indexClient(entries, e.client); i >= 0 {
 		entries[i] = e
 		replaced = true
 	} else {
 		entries = append(entries, e)
 	}
-	target.Store(&leafSet{entries: entries, groups: old.groups})
+	set := setOf(entries, old.groups)
+	target.Store(&set)
 	return replaced
 }
 
@@ -412,7 +451,7 @@ func addMember(target *atomic.Pointer[leafSet], name string, e entry) (replaced 
 	g.members.Store(&[]entry{e})
 	set := &leafSet{}
 	if old != nil {
-		set.entries = old.entries
+		set.first, set.n = old.first, old.n
 		set.groups = &shareGroups{list: append(slices.Clip(old.groupList()), g)}
 	} else {
 		set.groups = &shareGroups{list: []*shareGroup{g}}
@@ -543,19 +582,16 @@ func removeEntry(target *atomic.Pointer[leafSet], client uint64) bool {
 	if old == nil {
 		return false
 	}
-	i := indexClient(old.entries, client)
+	i := indexClient(old.list(), client)
 	if i < 0 {
 		return false
 	}
-	if len(old.entries) == 1 && old.groups == nil {
+	if old.n == 1 && old.groups == nil {
 		target.Store(nil)
 		return true
 	}
-	entries := slices.Delete(slices.Clone(old.entries), i, i+1)
-	if len(entries) == 0 {
-		entries = nil
-	}
-	target.Store(&leafSet{entries: entries, groups: old.groups})
+	set := setOf(slices.Delete(slices.Clone(old.list()), i, i+1), old.groups)
+	target.Store(&set)
 	return true
 }
 
@@ -581,12 +617,12 @@ func removeMember(target *atomic.Pointer[leafSet], name string, client uint64) b
 		// The last member leaves: the group goes with it.
 		groups := slices.Delete(slices.Clone(old.groupList()), gi, gi+1)
 		switch {
-		case len(groups) == 0 && len(old.entries) == 0:
+		case len(groups) == 0 && old.n == 0:
 			target.Store(nil)
 		case len(groups) == 0:
-			target.Store(&leafSet{entries: old.entries})
+			target.Store(&leafSet{first: old.first, n: old.n})
 		default:
-			target.Store(&leafSet{entries: old.entries, groups: &shareGroups{list: groups}})
+			target.Store(&leafSet{first: old.first, n: old.n, groups: &shareGroups{list: groups}})
 		}
 		return true
 	}
@@ -717,11 +753,12 @@ func (m *Matches) walkLevels(sh *shard, wild *shard) {
 }
 
 func (m *Matches) collect(s *leafSet) {
-	if len(s.entries) > 0 {
+	entries := s.list()
+	if len(entries) > 0 {
 		m.sources++
 	}
-	for i := range s.entries {
-		e := &s.entries[i]
+	for i := range entries {
+		e := &entries[i]
 		if e.opts.NoLocal && e.client == m.publisher {
 			continue // [MQTT-3.8.3-3]
 		}

@@ -542,6 +542,13 @@ func TestLeafSetOneIsOneCacheLine(t *testing.T) {
 	}
 }
 
+// TestExactEntryIsOneCacheLine guards the layout of exactEntry (see there).
+func TestExactEntryIsOneCacheLine(t *testing.T) {
+	if size := unsafe.Sizeof(exactEntry{}); size != 64 {
+		t.Fatalf("exactEntry is %d bytes, want 64", size)
+	}
+}
+
 // TestNodeIsOneCacheLine guards the layout the match path is tuned for (see node).
 func TestNodeIsOneCacheLine(t *testing.T) {
 	if size := unsafe.Sizeof(node{}); size != 64 {
