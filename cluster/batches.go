@@ -15,6 +15,9 @@ const batchKeepBytes = 256 << 10
 // header (kind, origin, sequence written when sent, at seqAt), then each frame.
 type batch struct {
 	subject string
+	topic   string
+	// waiters are the acknowledgement callbacks of the batch's QoS 1/2 frames (acks.go).
+	waiters []func(error)
 	buf     []byte
 	seqAt   int
 	frames  int

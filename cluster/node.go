@@ -63,6 +63,10 @@ type Local interface {
 	TakeOver(clientID string, export bool) []byte
 	// PublishWill publishes the will of a client of a node that died.
 	PublishWill(packet []byte)
+	// Committed calls done once every durable effect of the messages handed to DeliverRemote
+	// and DeliverShared so far has committed to this node's store (err: one of them failed),
+	// or at once when nothing is stored. This node then acknowledges them to their origin.
+	Committed(done func(err error))
 }
 
 // Stats are the node's counters, read with atomic loads.
@@ -77,6 +81,8 @@ const (
 	retainedSubj   = "pmq.r"
 	heartbeatSubj  = "pmq.hb"
 	willSubj       = "pmq.w"
+	interestSubj   = "pmq.i"
+	ackPrefix      = "pmq.ack."
 	snapshotPrefix = "pmq.snap."
 	inboxSize      = 1 << 16
 	// maxPayload bounds one NATS message: a PUBLISH (mqtt.max-packet-size) or an exported
@@ -140,6 +146,11 @@ type Node struct {
 	wills    map[string]map[string][]byte // by origin/incarnation, then client id
 	ownWills map[string][]byte
 	dedupe   dedupe // data loop only
+
+	// view is the other nodes' announced filters, acks the forwarded QoS 1/2 batches waiting
+	// for them (acks.go).
+	view     *interestView
+	acks     *ackWaits
 	ctrlSubs []*nats.Subscription
 }
 
@@ -194,6 +205,8 @@ func Start(cfg Config, local Local) (*Node, error) {
 		peers:       make(map[string]*peer),
 		wills:       make(map[string]map[string][]byte),
 		ownWills:    make(map[string][]byte),
+		view:        newInterestView(),
+		acks:        newAckWaits(),
 	}
 	n.seq = n.incarnation
 	url := cfg.NATSURL
@@ -207,6 +220,7 @@ func Start(cfg Config, local Local) (*Node, error) {
 		n.Stop()
 		return nil, err
 	}
+	go n.acks.loop(n.stop)
 	n.forwards.Add(1)
 	go n.forwarder()
 	n.loops.Add(3)
@@ -303,13 +317,20 @@ func (n *Node) connect(url string) error {
 	if n.queue, err = nats.Connect(url, opts...); err != nil {
 		return fmt.Errorf("cluster: connect to NATS %s: %w", url, err)
 	}
-	for _, subj := range []string{retainedSubj, heartbeatSubj, willSubj, snapshotPrefix + n.id} {
+	for _, subj := range []string{retainedSubj, heartbeatSubj, willSubj, interestSubj, snapshotPrefix + n.id} {
 		sub, err := n.pub.ChanSubscribe(subj, n.ctrl)
 		if err != nil {
 			return fmt.Errorf("cluster: subscribe %s: %w", subj, err)
 		}
 		n.ctrlSubs = append(n.ctrlSubs, sub)
 	}
+	// Acknowledgements on their own goroutine (nats.go's, for this subscription): they come at
+	// the data's rate and must not queue behind retained snapshots or delay heartbeats.
+	sub, err := n.pub.Subscribe(ackPrefix+n.id, func(m *nats.Msg) { n.receiveAck(m.Data) })
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe %s: %w", ackPrefix+n.id, err)
+	}
+	n.ctrlSubs = append(n.ctrlSubs, sub)
 	return n.pub.Flush()
 }
 
@@ -360,6 +381,8 @@ func (n *Node) stopNow() {
 		n.queue.Close()
 	}
 	n.loops.Wait()
+	<-n.acks.done
+	n.acks.run(true) // what still waits is refused: this node no longer hears acknowledgements
 	if n.srv != nil {
 		n.srv.Shutdown()
 		n.srv.WaitForShutdown()
@@ -370,9 +393,22 @@ func (n *Node) stopNow() {
 // it joins the batch of its subject, which the forwarder sends (batches.go). publisher
 // identifies the sender, whose order is kept across topics; packet is the engine's PUBLISH
 // encoding, copied before Forward returns.
-func (n *Node) Forward(topic string, publisher uint64, packet []byte) {
+//
+// acked, for a QoS 1/2 message, asks for the other nodes' acknowledgement (acks.go): Forward
+// reports true when it will call acked once every node with interest committed the message
+// (nil) or one failed, died or did not answer within the failure timeout (an error), never
+// from within Forward; false when there is nothing to wait for, acked is then not called.
+// Waiters are called in the order Forward got them.
+func (n *Node) Forward(topic string, publisher uint64, packet []byte, acked func(error)) bool {
 	if strings.HasPrefix(topic, "$SYS/") {
-		return // each node's own statistics, not the cluster's
+		return false // each node's own statistics, not the cluster's
+	}
+	wait := false
+	if acked != nil {
+		// The fast path: no earlier waiter, no node to ask. The check and the frame's
+		// batching need not be atomic: a filter announced in between is as late as one
+		// announced after the message was sent.
+		wait = n.acks.outstanding.Load() > 0 || n.view.any(topic, n.id)
 	}
 	n.pubMu.Lock()
 	subject, ok := n.subjects[topic]
@@ -387,6 +423,11 @@ func (n *Node) Forward(topic string, publisher uint64, packet []byte) {
 		n.flushLocked()
 	}
 	b, first := n.batches.add(subject, n.id, publisher, packet)
+	b.topic = topic
+	if wait {
+		n.acks.outstanding.Add(1)
+		b.waiters = append(b.waiters, acked)
+	}
 	if len(b.buf) >= batchBytes {
 		// All open batches, oldest first: this one alone could overtake a publisher's
 		// earlier frames in an older batch.
@@ -398,6 +439,7 @@ func (n *Node) Forward(topic string, publisher uint64, packet []byte) {
 		}
 	}
 	n.pubMu.Unlock()
+	return wait
 }
 
 // forwarder sends the pending batches each time it is kicked. No timer: a lone message goes
@@ -441,6 +483,15 @@ func (n *Node) sendLocked(b *batch) {
 	}
 	n.seq++
 	binary.BigEndian.PutUint64(b.buf[b.seqAt:], n.seq)
+	b.buf[0] = kindBatch
+	if len(b.waiters) > 0 {
+		// Registered before the send, which an acknowledgement can follow at once.
+		b.buf[0] = kindBatchAck
+		waiters := append([]func(error){}, b.waiters...)
+		n.acks.add(n.seq, n.view.expected(b.topic, n.id), waiters, time.Now().Add(n.cfg.DeadAfter))
+		clear(b.waiters)
+		b.waiters = b.waiters[:0]
+	}
 	err := n.pub.Publish(b.subject, b.buf)
 	if err != nil {
 		n.stats.RouteErrors.Add(1)
@@ -505,6 +556,7 @@ func (n *Node) Subscribe(filter string) {
 	}
 	in = &interest{count: 1}
 	n.interest[filter] = in
+	defer n.announce(filter, true) // after the NATS subscriptions, on the same connection
 	inner, shared := shareInner(filter)
 	if !shared {
 		inner = filter
@@ -545,6 +597,109 @@ func (n *Node) Unsubscribe(filter string) {
 		_ = sub.Unsubscribe()
 		n.shareOf.Delete(sub)
 	}
+	n.announce(filter, false)
+}
+
+// announce tells the other nodes that this node holds filter, or no longer does, so they know
+// whose acknowledgement a QoS 1/2 message needs. Its own $share groups go into its view too:
+// NATS may pick this node's member. intMu is held.
+func (n *Node) announce(filter string, add bool) {
+	if _, shared := shareInner(filter); shared {
+		n.view.set(n.id, n.incarnation, filter, add)
+	}
+	frame := appendHeader(nil, kindInterest, n.id, n.incarnation)
+	frame = appendInterest(frame, filter, add)
+	n.published(len(frame), n.pub.Publish(interestSubj, frame))
+}
+
+func appendInterest(dst []byte, filter string, add bool) []byte {
+	flag := byte(0)
+	if add {
+		flag = 1
+	}
+	return appendString16(append(dst, flag), filter)
+}
+
+// rebroadcastInterest sends every filter this node holds, for a node that joined (or
+// restarted and knows none of them), in frames of up to batchBytes.
+func (n *Node) rebroadcastInterest() {
+	n.intMu.Lock()
+	filters := make([]string, 0, len(n.interest))
+	for f := range n.interest {
+		filters = append(filters, f)
+	}
+	n.intMu.Unlock()
+	head := appendHeader(nil, kindInterest, n.id, n.incarnation)
+	frame := head
+	for _, f := range filters {
+		frame = appendInterest(frame, f, true)
+		if len(frame) >= batchBytes {
+			n.published(len(frame), n.pub.Publish(interestSubj, frame))
+			frame = append(frame[:0], head...)
+		}
+	}
+	if len(frame) > len(head) {
+		n.published(len(frame), n.pub.Publish(interestSubj, frame))
+	}
+}
+
+// recordInterest applies a node's announcement to this node's view of it.
+func (n *Node) recordInterest(f frame) {
+	origin := string(f.origin)
+	if origin == n.id {
+		return
+	}
+	for rest := f.rest; len(rest) > 0; {
+		add := rest[0] == 1
+		filter, more, err := cutString16(rest[1:])
+		if err != nil {
+			n.stats.RouteErrors.Add(1)
+			return
+		}
+		n.view.set(origin, f.n, filter, add)
+		rest = more
+	}
+}
+
+// receiveAck records a node's acknowledgement of a batch this node sent.
+func (n *Node) receiveAck(data []byte) {
+	f, err := parseFrame(data)
+	if err != nil || f.kind != kindAck || len(f.rest) < 1 {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	key, _, err := cutString16(f.rest[1:])
+	if err != nil {
+		n.stats.RouteErrors.Add(1)
+		return
+	}
+	if key == "" {
+		key = string(f.origin)
+	}
+	n.acks.acked(f.n, key, f.rest[0] == 1)
+}
+
+// sendAck acknowledges the batch seq of origin once its durable effects here committed (ok),
+// or failed. shareFilter names the $share group the batch came through, empty for this
+// node's plain filters.
+func (n *Node) sendAck(origin string, seq uint64, shareFilter string, ok bool) {
+	if origin == n.id { // this node's own $share member got it (the queue connection echoes)
+		key := shareFilter
+		if key == "" {
+			key = n.id
+		}
+		n.acks.acked(seq, key, ok)
+		return
+	}
+	flag := byte(0)
+	if ok {
+		flag = 1
+	}
+	frame := appendHeader(nil, kindAck, n.id, seq)
+	frame = appendString16(append(frame, flag), shareFilter)
+	if err := n.pub.Publish(ackPrefix+origin, frame); err != nil {
+		n.stats.RouteErrors.Add(1)
+	}
 }
 
 // Interest is the number of local holders of filter (for tests and diagnostics).
@@ -584,7 +739,7 @@ func (n *Node) dataLoop() {
 // slices of data.
 func (n *Node) receive(sub *nats.Subscription, data []byte) {
 	f, err := parseFrame(data)
-	if err != nil || f.kind != kindBatch {
+	if err != nil || f.kind != kindBatch && f.kind != kindBatchAck {
 		n.stats.RouteErrors.Add(1)
 		return
 	}
@@ -611,6 +766,10 @@ func (n *Node) receive(sub *nats.Subscription, data []byte) {
 		}
 	}
 	n.stats.ReceivedMessages.Add(uint64(frames))
+	if f.kind == kindBatchAck {
+		origin, seq := string(f.origin), f.n
+		n.local.Committed(func(err error) { n.sendAck(origin, seq, filter, err == nil) })
+	}
 }
 
 // ctrlLoop handles retained updates, snapshots, heartbeats and wills.
@@ -635,6 +794,8 @@ func (n *Node) ctrlLoop() {
 				n.heard(string(f.origin), f.n)
 			case kindWill:
 				n.recordWill(f)
+			case kindInterest:
+				n.recordInterest(f)
 			case kindSnapAsk:
 				if m.Reply != "" {
 					go n.sendSnapshot(m.Reply)
@@ -739,6 +900,7 @@ func (n *Node) heartbeatLoop() {
 				}
 			}
 			n.checkPeers(t)
+			n.acks.fail("", t)
 		}
 	}
 }
@@ -769,6 +931,7 @@ func (n *Node) heard(origin string, incarnation uint64) {
 		n.log.Info("cluster: node joined", "peer", origin)
 		n.requestSnapshot(origin)
 		n.rebroadcastWills()
+		n.rebroadcastInterest()
 	}
 }
 
@@ -796,6 +959,10 @@ func (n *Node) checkPeers(t time.Time) {
 // the lowest id: every live node reaches the same verdict from its own peer table, with no
 // election. The others forget those wills.
 func (n *Node) nodeDied(id string, incarnation uint64) {
+	// Its filters no longer hold anything up; what waits for its acknowledgement is refused
+	// (the publisher sends it again, and it goes to the nodes still alive).
+	n.view.drop(id, incarnation)
+	n.acks.fail(id, time.Time{})
 	key := willKey(id, incarnation)
 	n.willMu.Lock()
 	wills := n.wills[key]

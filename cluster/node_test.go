@@ -85,6 +85,9 @@ func (f *fakeLocal) PublishWill(p []byte) {
 	f.note()
 }
 
+// Committed acknowledges at once: the fake stores nothing.
+func (f *fakeLocal) Committed(done func(error)) { done(nil) }
+
 func startTestNode(t *testing.T, id string, local Local, peers ...string) *Node {
 	t.Helper()
 	n, err := Start(Config{NodeID: id, Bind: "127.0.0.1:0", Peers: peers}, local)
@@ -135,7 +138,7 @@ func TestOneNodeOverlapAndOwnSharedMember(t *testing.T) {
 	if err := n.queue.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	n.Forward("x/y", 1, []byte{0x30, 0})
+	n.Forward("x/y", 1, []byte{0x30, 0}, nil)
 	waitFor(t, local, func() bool { return local.shared["$share/g/x/#"] == 1 })
 	if len(local.remote) != 0 {
 		t.Fatal("a node received its own forwarded message as remote")
@@ -190,7 +193,7 @@ func BenchmarkForward(b *testing.B) {
 	packet := make([]byte, 90)
 	b.ReportAllocs()
 	for b.Loop() {
-		n.Forward("bench/topic/1", 1, packet)
+		n.Forward("bench/topic/1", 1, packet, nil)
 	}
 }
 
@@ -233,7 +236,7 @@ func TestNodesInProcess(t *testing.T) {
 	n2.Subscribe("d/+")
 	n2.Subscribe("d/#")
 	for i := 0; ; i++ { // interest crosses the route asynchronously
-		n1.Forward("d/probe", 1, []byte("probe"))
+		n1.Forward("d/probe", 1, []byte("probe"), nil)
 		l2.mu.Lock()
 		arrived := len(l2.remote) > 0
 		l2.mu.Unlock()
@@ -248,9 +251,9 @@ func TestNodesInProcess(t *testing.T) {
 			t.Fatal("interest never reached n1")
 		}
 	}
-	n1.Forward("d/1", 1, []byte("one"))
-	n1.Forward("d/2", 1, []byte("two"))
-	n1.Forward("d/3", 1, []byte("end"))
+	n1.Forward("d/1", 1, []byte("one"), nil)
+	n1.Forward("d/2", 1, []byte("two"), nil)
+	n1.Forward("d/3", 1, []byte("end"), nil)
 	waitFor(t, l2, func() bool { return len(l2.remote) > 0 && string(l2.remote[len(l2.remote)-1]) == "end" })
 	l2.mu.Lock()
 	var order []string
@@ -307,7 +310,7 @@ func TestNodesInProcess(t *testing.T) {
 	n3.SetWill("doomed", []byte("will-packet"))
 	n3.SetWill("left", []byte("other"))
 	n3.ClearWill("left")
-	n3.Forward("sync", 1, []byte("x")) // nothing: just sent after the wills
+	n3.Forward("sync", 1, []byte("x"), nil) // nothing: just sent after the wills
 	pollUntil(t, "wills known", func() bool {
 		n1.willMu.Lock()
 		defer n1.willMu.Unlock()
@@ -358,7 +361,7 @@ func TestExternalNATS(t *testing.T) {
 	if err := n2.pub.Flush(); err != nil { // one server: the subscription is known once flushed
 		t.Fatal(err)
 	}
-	n1.Forward("x/1", 1, []byte("via-external"))
+	n1.Forward("x/1", 1, []byte("via-external"), nil)
 	waitFor(t, l2, func() bool { return len(l2.remote) == 1 && string(l2.remote[0]) == "via-external" })
 	pollUntil(t, "peers by heartbeat", func() bool { return n1.LiveNodes() == 2 })
 }

@@ -15,6 +15,9 @@ const (
 	kindHeartbeat byte = 4 // origin, incarnation u64
 	kindSnapEnd   byte = 5 // origin: the last frame of a retained snapshot
 	kindSnapAsk   byte = 6 // origin, incarnation u64: a request for a retained snapshot
+	kindInterest  byte = 7 // origin, incarnation u64, then entries: add u8, filter (u16 length)
+	kindBatchAck  byte = 8 // as kindBatch, and every node it reaches acknowledges it (kindAck)
+	kindAck       byte = 9 // origin (the acknowledging node), batch sequence u64, ok u8, $share filter (u16 length)
 )
 
 var errBadFrame = errors.New("cluster: malformed frame")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/x0a1b/promptmq/packets"
 	"github.com/x0a1b/promptmq/persist"
@@ -21,8 +22,12 @@ type Cluster interface {
 	// Forward sends a message this node accepted to the other nodes with interest, once it
 	// reached this node's subscribers (after its durable commit; never a refused one).
 	// publisher is the sender's session key (0 for the broker): its order is kept across
-	// topics, as on one node.
-	Forward(topic string, publisher uint64, packet []byte)
+	// topics, as on one node. acked, given for a QoS 1/2 message, asks for the receiving
+	// nodes' acknowledgement that the message's durable effects there committed: Forward
+	// reports true when it will call acked (later, never from within Forward, in the order
+	// of the calls) with nil, or with an error when a node refused, died or did not answer
+	// in time; false when no node needs to be waited for.
+	Forward(topic string, publisher uint64, packet []byte, acked func(error)) bool
 	// Retain decides a retained update made on this node (cleared: the empty payload that
 	// clears a topic) by the cluster's last-writer-wins rule, runs apply, which updates this
 	// node's retained index, while holding that decision, and sends the update to every node.
@@ -82,6 +87,11 @@ type clusterState struct {
 
 	matches topics.Matches
 	scratch packets.Publish
+
+	// remoteFailed records that the store refused a forwarded message's delivery rows since
+	// the last Committed answer; remoteDone, bound once, is those messages' works' finish.
+	remoteFailed atomic.Bool
+	remoteDone   func(failed bool)
 }
 
 type shareMembers struct {
@@ -99,6 +109,12 @@ type shareMember struct {
 // the sessions and subscriptions recovered from the store are announced to the cluster here.
 func (b *Broker) AttachCluster(c Cluster) {
 	b.cs = &clusterState{shares: make(map[string]*shareMembers)}
+	cs := b.cs
+	cs.remoteDone = func(failed bool) {
+		if failed {
+			cs.remoteFailed.Store(true)
+		}
+	}
 	b.cluster = c
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -182,8 +198,10 @@ func (b *Broker) clusterAttached(id string, will *session.Will) {
 
 // forward hands a message accepted here to the cluster when it reaches this node's
 // subscribers (retainNow), with its retained update. $SYS topics are each node's own
-// statistics and stay on it.
-func (b *Broker) forward(msg *session.Message) {
+// statistics and stay on it. With w set (a QoS 1/2 message), w's completion, and so the
+// publisher's acknowledgement, waits for the nodes the message reached to commit it: one
+// more count of w until the cluster calls its callback.
+func (b *Broker) forward(msg *session.Message, w *durableWork) {
 	if strings.HasPrefix(msg.Topic, "$SYS/") {
 		if msg.Retain {
 			b.setRetained(msg)
@@ -197,9 +215,36 @@ func (b *Broker) forward(msg *session.Message) {
 		// here and win everywhere else.
 		b.cluster.Retain(msg.Topic, *buf, len(msg.Payload) == 0, func() { b.setRetained(msg) })
 	}
-	b.cluster.Forward(msg.Topic, msg.Publisher, *buf)
+	if w != nil && msg.QoS > 0 {
+		w.left.Add(1)
+		if !b.cluster.Forward(msg.Topic, msg.Publisher, *buf, w.callback) {
+			w.left.Add(-1) // nobody to wait for; the caller still holds its own count
+		}
+	} else {
+		b.cluster.Forward(msg.Topic, msg.Publisher, *buf, nil)
+	}
 	b.writeBuffers.Put(buf)
 }
+
+// Committed calls done once the durable effects of every forwarded message delivered so far
+// committed (the store's writer completes operations in order), with an error when one of
+// them failed.
+func (l *ClusterLocal) Committed(done func(error)) {
+	b := l.b
+	if !b.durable {
+		done(nil)
+		return
+	}
+	b.store.Barrier(func(error) {
+		if b.cs.remoteFailed.Swap(false) {
+			done(errRemoteStore)
+			return
+		}
+		done(nil)
+	})
+}
+
+var errRemoteStore = errors.New("engine: a forwarded message's delivery rows were not stored")
 
 // encodeMessage writes msg as a 5.0 PUBLISH into a pooled buffer the caller puts back.
 func (b *Broker) encodeMessage(msg *session.Message, qos byte, retain bool) *[]byte {
@@ -279,6 +324,7 @@ func (l *ClusterLocal) DeliverRemote(packet []byte) {
 	msg := b.messages.Get(p, p.Topic, 0, receivedAt(p), 0)
 	// Not here: its retained update comes through ApplyRetained, decided by last writer.
 	if work := b.deliverMatching(msg, &b.cs.matches, false, false); work != nil {
+		work.finish = b.cs.remoteDone
 		work.done(nil)
 	}
 	msg.Release()
@@ -307,6 +353,7 @@ func (l *ClusterLocal) DeliverShared(filter string, packet []byte) {
 		RetainAsPublished: member.opts.RetainAsPublished, IDs: ids, Shared: true})
 	b.keepReaders(m, msg.Topic)
 	if work := b.deliverTo(msg, m, false, false); work != nil {
+		work.finish = b.cs.remoteDone
 		work.done(nil)
 	}
 	msg.Release()

@@ -32,10 +32,11 @@ func newFakeCluster() *fakeCluster {
 	return &fakeCluster{interest: map[string]int{}, holds: map[string]bool{}, wills: map[string][]byte{}}
 }
 
-func (f *fakeCluster) Forward(topic string, _ uint64, packet []byte) {
+func (f *fakeCluster) Forward(topic string, _ uint64, packet []byte, _ func(error)) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.forwarded = append(f.forwarded, forwarded{topic, append([]byte(nil), packet...), false, false})
+	return false
 }
 
 // Retain records the update (before the message's Forward) and applies it, as the only node.
@@ -254,7 +255,7 @@ func BenchmarkClusterForwardEncode(b *testing.B) {
 	msg := br.messages.Get(&p, p.Topic, 0, now(), 0)
 	b.ReportAllocs()
 	for b.Loop() {
-		br.forward(msg)
+		br.forward(msg, nil)
 	}
 	msg.Release()
 }
@@ -262,8 +263,8 @@ func BenchmarkClusterForwardEncode(b *testing.B) {
 // nullCluster drops everything, to measure the engine's side alone.
 type nullCluster struct{ fakeCluster }
 
-func (*nullCluster) Forward(string, uint64, []byte)                  {}
-func (*nullCluster) Retain(_ string, _ []byte, _ bool, apply func()) { apply() }
+func (*nullCluster) Forward(string, uint64, []byte, func(error)) bool { return false }
+func (*nullCluster) Retain(_ string, _ []byte, _ bool, apply func())  { apply() }
 
 func TestClusterMetricsRegistered(t *testing.T) {
 	b, err := New(Options{Config: testConfig()})

@@ -322,8 +322,12 @@ func (b *Broker) deliverTo(msg *session.Message, m *topics.Matches, behind, here
 			work = b.persistRoute(msg, rows)
 		}
 	}
-	if work == nil && behind {
+	switch {
+	case work == nil && behind:
 		work = b.waitBehind(msg)
+	case work == nil && here && msg.QoS > 0 && b.cluster != nil:
+		// Its acknowledgement waits for the other nodes' (forward): a work carries it.
+		work = b.newWork(msg, 0)
 	}
 	b.routeNow(msg, m, work, here)
 	return work
@@ -340,7 +344,7 @@ func (b *Broker) routeNow(msg *session.Message, m *topics.Matches, work *durable
 	if work != nil {
 		work.retain = atRouting // done calls retainNow before the deliveries and the publisher's ack
 	} else if atRouting {
-		b.retainNow(msg)
+		b.retainNow(msg, nil)
 	}
 	for i := range m.Deliveries {
 		d := &m.Deliveries[i]
@@ -365,9 +369,10 @@ func (b *Broker) routeNow(msg *session.Message, m *topics.Matches, work *durable
 // or when its durable work committed (durableWork.done calls it when work.retain is set, which
 // routeNow also sets for a clustered broker's forwarding). It forwards the message to the
 // cluster, and makes it the retained message of its topic when it has the retain flag.
-func (b *Broker) retainNow(msg *session.Message) {
+// With w set, a QoS 1/2 message's work also waits for the other nodes (forward).
+func (b *Broker) retainNow(msg *session.Message, w *durableWork) {
 	if b.cluster != nil {
-		b.forward(msg) // the retained update too, under the cluster's rule
+		b.forward(msg, w) // the retained update too, under the cluster's rule
 		return
 	}
 	if msg.Retain {

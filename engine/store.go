@@ -194,6 +194,8 @@ type durableWork struct {
 	finish  func(failed bool)
 	// retain says the retained index takes msg at completion (route).
 	retain bool
+	// routed: the deliveries went out; what is left is the other nodes' acknowledgement.
+	routed bool
 	// later are the deliveries queued at completion; first is their storage for the common
 	// single subscriber, so that case allocates no slice.
 	later []heldDelivery
@@ -218,13 +220,17 @@ func (w *durableWork) done(err error) {
 		return
 	}
 	failed := w.failed.Load()
-	if !failed {
+	if !failed && !w.routed {
+		w.routed = true
+		w.left.Store(1) // this call's, while forward may add the cluster's (cluster.go)
 		if w.retain {
-			w.b.retainNow(w.msg)
+			w.b.retainNow(w.msg, w)
 		}
 		for i := range w.later {
 			w.b.deliver(w.later[i].e, w.later[i].o)
 		}
+		w.done(nil)
+		return
 	}
 	w.msg.Release()
 	switch {
@@ -255,7 +261,7 @@ func (b *Broker) newWork(msg *session.Message, ops int32) *durableWork {
 // putWork returns a finished work to the pool, keeping its buffers.
 func (b *Broker) putWork(w *durableWork) {
 	clear(w.later) // the message and entries may go before the work is reused
-	w.msg, w.ackTo, w.finish, w.retain = nil, nil, nil, false
+	w.msg, w.ackTo, w.finish, w.retain, w.routed = nil, nil, nil, false, false
 	w.later = w.first[:0]
 	w.failed.Store(false)
 	w.stored = persist.Message{Properties: w.stored.Properties[:0]}

@@ -65,3 +65,39 @@ func (in *inbox) disconnectNow(t *testing.T) {
 		t.Fatalf("disconnect: %v", err)
 	}
 }
+
+// A QoS 1 message acknowledged to its publisher on one node survives the death of the node
+// holding its persistent subscriber: the PUBACK waited for that node's commit (issue 12).
+func TestClusterAckedMessagesSurviveReceiverKill(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a1, a2 := nodes[0].proc.addr, nodes[1].proc.addr
+
+	sub, _ := connectInbox(t, a2, "durable-sub", clientOptions{cleanStart: true, expiry: 300})
+	sub.subscribe(t, "dur/#", 1)
+	pub, _ := connectInbox(t, a1, "durable-pub", clientOptions{cleanStart: true})
+	awaitInterest(t, pub, "dur/probe", sub) // node 1 routes dur/# to node 2 and knows its filter
+	sub.disconnectNow(t)                    // offline: every message waits in node 2's store
+
+	const total = 200
+	for i := 0; i < total; i++ {
+		pub.publish(t, "dur/x", fmt.Sprintf("d-%d", i), 1, false) // returns on its PUBACK
+	}
+	nodes[1].proc.kill() // SIGKILL right after the last PUBACK
+	nodes[1].restart(t, nodes)
+
+	back, ca := connectInbox(t, nodes[1].proc.addr, "durable-sub", clientOptions{cleanStart: false, expiry: 300})
+	if !ca.SessionPresent {
+		t.Fatal("the persistent session did not survive node 2's restart")
+	}
+	if !back.waitUntil(clusterGuard, func(got []received) bool { return len(countPayloads(got)) >= total }) {
+		t.Fatalf("after node 2's SIGKILL and restart its subscriber got %d of %d acknowledged messages",
+			len(countPayloads(back.snapshot())), total)
+	}
+	counts := countPayloads(back.snapshot())
+	for i := 0; i < total; i++ {
+		if counts[fmt.Sprintf("d-%d", i)] == 0 {
+			t.Errorf("acknowledged message d-%d lost", i)
+		}
+	}
+	_ = a2
+}
