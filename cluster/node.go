@@ -143,9 +143,12 @@ type Node struct {
 	peers  map[string]*peer
 
 	willMu   sync.Mutex
-	wills    map[string]map[string][]byte // by origin/incarnation, then client id
-	ownWills map[string][]byte
-	dedupe   dedupe // data loop only
+	wills    map[string]map[string]willCopy // by origin/incarnation, then client id
+	ownWills map[string]willCopy
+	// delayed are the wills of dead nodes' clients this node will publish when their delay
+	// ends, unless the client connects again first (willwait.go).
+	delayed map[string]*delayedWill
+	dedupe  dedupe // data loop only
 
 	// view is the other nodes' announced filters, acks the forwarded QoS 1/2 batches waiting
 	// for them (acks.go).
@@ -203,8 +206,9 @@ func Start(cfg Config, local Local) (*Node, error) {
 		holds:       make(map[string]*nats.Subscription),
 		versions:    make(map[string]version),
 		peers:       make(map[string]*peer),
-		wills:       make(map[string]map[string][]byte),
-		ownWills:    make(map[string][]byte),
+		wills:       make(map[string]map[string]willCopy),
+		ownWills:    make(map[string]willCopy),
+		delayed:     make(map[string]*delayedWill),
 		view:        newInterestView(),
 		acks:        newAckWaits(),
 	}
@@ -383,6 +387,12 @@ func (n *Node) stopNow() {
 	n.loops.Wait()
 	<-n.acks.done
 	n.acks.run(true) // what still waits is refused: this node no longer hears acknowledgements
+	n.willMu.Lock()
+	for _, d := range n.delayed {
+		d.timer.Stop() // the broker is stopping: nobody to publish them
+	}
+	clear(n.delayed)
+	n.willMu.Unlock()
 	if n.srv != nil {
 		n.srv.Shutdown()
 		n.srv.WaitForShutdown()
@@ -972,8 +982,12 @@ func (n *Node) nodeDied(id string, incarnation uint64) {
 		return
 	}
 	n.log.Info("cluster: publishing the wills of a dead node", "peer", id, "wills", len(wills))
-	for _, packet := range wills {
-		n.local.PublishWill(packet)
+	for clientID, w := range wills {
+		if w.delay == 0 {
+			n.local.PublishWill(w.packet)
+			continue
+		}
+		n.delayWill(clientID, w)
 	}
 }
 
@@ -993,12 +1007,20 @@ func willKey(id string, incarnation uint64) string {
 }
 
 // SetWill announces the will of a client connected to this node, so a peer publishes it if
-// this node dies.
-func (n *Node) SetWill(clientID string, packet []byte) {
+// this node dies: delay seconds after it finds this node dead (the Will Delay Interval, or
+// the Session Expiry Interval when shorter), unless the client connects again first.
+func (n *Node) SetWill(clientID string, packet []byte, delay uint32) {
+	w := willCopy{packet: append([]byte(nil), packet...), delay: delay}
 	n.willMu.Lock()
-	n.ownWills[clientID] = append([]byte(nil), packet...)
+	n.ownWills[clientID] = w
 	n.willMu.Unlock()
-	n.sendWill(clientID, packet, true)
+	n.sendWill(clientID, w, true)
+}
+
+// willCopy is a client's will as its node announced it.
+type willCopy struct {
+	packet []byte
+	delay  uint32 // seconds
 }
 
 // ClearWill withdraws a will: the client left cleanly, was taken over, or its will was
@@ -1009,11 +1031,11 @@ func (n *Node) ClearWill(clientID string) {
 	delete(n.ownWills, clientID)
 	n.willMu.Unlock()
 	if had {
-		n.sendWill(clientID, nil, false)
+		n.sendWill(clientID, willCopy{}, false)
 	}
 }
 
-func (n *Node) sendWill(clientID string, packet []byte, set bool) {
+func (n *Node) sendWill(clientID string, w willCopy, set bool) {
 	b := appendHeader(nil, kindWill, n.id, n.incarnation)
 	flag := byte(0)
 	if set {
@@ -1021,13 +1043,14 @@ func (n *Node) sendWill(clientID string, packet []byte, set bool) {
 	}
 	b = append(b, flag)
 	b = appendString16(b, clientID)
-	b = append(b, packet...)
+	b = binary.BigEndian.AppendUint32(b, w.delay)
+	b = append(b, w.packet...)
 	n.published(len(b), n.pub.Publish(willSubj, b))
 }
 
 func (n *Node) rebroadcastWills() {
 	n.willMu.Lock()
-	own := make(map[string][]byte, len(n.ownWills))
+	own := make(map[string]willCopy, len(n.ownWills))
 	for id, p := range n.ownWills {
 		own[id] = p
 	}
@@ -1042,11 +1065,12 @@ func (n *Node) recordWill(f frame) {
 		return
 	}
 	set := f.rest[0] == 1
-	client, packet, err := cutString16(f.rest[1:])
-	if err != nil {
+	client, rest, err := cutString16(f.rest[1:])
+	if err != nil || len(rest) < 4 {
 		n.stats.RouteErrors.Add(1)
 		return
 	}
+	w := willCopy{delay: binary.BigEndian.Uint32(rest), packet: rest[4:]}
 	key := willKey(string(f.origin), f.n)
 	n.willMu.Lock()
 	defer n.willMu.Unlock()
@@ -1056,10 +1080,10 @@ func (n *Node) recordWill(f frame) {
 	}
 	m := n.wills[key]
 	if m == nil {
-		m = make(map[string][]byte)
+		m = make(map[string]willCopy)
 		n.wills[key] = m
 	}
-	m[client] = packet
+	m[client] = w
 }
 
 // Hold makes this node answer takeover requests for clientID: it now holds that session.
@@ -1103,6 +1127,7 @@ func (n *Node) Release(clientID string) {
 // with the embedded server (heldElsewhere); with an external one, one round trip to it
 // (NATS no-responders).
 func (n *Node) Claim(clientID string, cleanStart bool) []byte {
+	n.reconnected(clientID, cleanStart)
 	if !n.heldElsewhere(clientID) {
 		return nil
 	}

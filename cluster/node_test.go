@@ -307,8 +307,8 @@ func TestNodesInProcess(t *testing.T) {
 	})
 
 	// n3 dies with a client's will: n1, the lowest live id, publishes it; n2 does not.
-	n3.SetWill("doomed", []byte("will-packet"))
-	n3.SetWill("left", []byte("other"))
+	n3.SetWill("doomed", []byte("will-packet"), 0)
+	n3.SetWill("left", []byte("other"), 0)
 	n3.ClearWill("left")
 	n3.Forward("sync", 1, []byte("x"), nil) // nothing: just sent after the wills
 	pollUntil(t, "wills known", func() bool {

@@ -44,8 +44,9 @@ type Cluster interface {
 	Hold(clientID string)
 	Release(clientID string)
 	// SetWill and ClearWill keep the peers' copy of this node's clients' wills, which a peer
-	// publishes if this node dies.
-	SetWill(clientID string, packet []byte)
+	// publishes if this node dies, delay seconds after it found this node dead unless the
+	// client connects again first.
+	SetWill(clientID string, packet []byte, delay uint32)
 	ClearWill(clientID string)
 	// Leave stops the node: the broker is shutting down and has disconnected its clients.
 	Leave()
@@ -185,14 +186,16 @@ func (b *Broker) clusterUnsubscribed(key uint64, filter string) {
 
 // clusterAttached runs after a connection attached to its session: this node holds the session
 // now, and the peers keep a copy of the will.
-func (b *Broker) clusterAttached(id string, will *session.Will) {
+func (b *Broker) clusterAttached(id string, will *session.Will, expiry uint32) {
 	b.cluster.Hold(id)
 	if will == nil {
 		b.cluster.ClearWill(id)
 		return
 	}
 	buf := b.encodeMessage(will.Message, will.Message.QoS, will.Message.Retain)
-	b.cluster.SetWill(id, *buf)
+	// The will waits for its delay, or for the session's end when that comes first
+	// [MQTT-3.1.3-9], as detach decides on this node.
+	b.cluster.SetWill(id, *buf, min(will.Delay, expiry))
 	b.writeBuffers.Put(buf)
 }
 

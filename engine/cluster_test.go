@@ -57,7 +57,7 @@ func (f *fakeCluster) Claim(string, bool) []byte {
 }
 func (f *fakeCluster) Hold(id string)    { f.mu.Lock(); f.holds[id] = true; f.mu.Unlock() }
 func (f *fakeCluster) Release(id string) { f.mu.Lock(); delete(f.holds, id); f.mu.Unlock() }
-func (f *fakeCluster) SetWill(id string, p []byte) {
+func (f *fakeCluster) SetWill(id string, p []byte, _ uint32) {
 	f.mu.Lock()
 	f.wills[id] = append([]byte(nil), p...)
 	f.mu.Unlock()

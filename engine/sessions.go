@@ -112,7 +112,7 @@ func (b *Broker) attach(c *client, id string, cleanStart bool, expiry uint32, wi
 			b.publishWill(pendingWill)
 		}
 		if b.cluster != nil {
-			b.clusterAttached(id, will)
+			b.clusterAttached(id, will, expiry)
 		}
 		return e, present, true
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 )
@@ -100,4 +101,58 @@ func TestClusterAckedMessagesSurviveReceiverKill(t *testing.T) {
 		}
 	}
 	_ = a2
+}
+
+// The wills of a dead node's clients wait for their Will Delay Interval, and a client that
+// connects again within it cancels its will (Clean Start 0) or has it published at once
+// (Clean Start 1: its session ends) [MQTT-3.1.3-9], on another live node than the one
+// publishing the wills.
+func TestClusterDeadNodeWillDelay(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a1, a2, a3 := nodes[0].proc.addr, nodes[1].proc.addr, nodes[2].proc.addr
+	sub, _ := connectInbox(t, a1, "wd-sub", clientOptions{cleanStart: true})
+	sub.subscribe(t, "wd/#", 1)
+	const lateDelay = 2
+	willOf := func(id string, delay uint32) clientOptions {
+		return clientOptions{cleanStart: true, expiry: 300, willDelay: delay,
+			will: &paho.WillMessage{Topic: "wd/" + id, Payload: []byte(id), QoS: 1}}
+	}
+	late, _ := connectInbox(t, a3, "wd-late", willOf("wd-late", lateDelay))
+	back, _ := connectInbox(t, a3, "wd-back", willOf("wd-back", 60))
+	clean, _ := connectInbox(t, a3, "wd-clean", willOf("wd-clean", 60))
+	for _, c := range []*inbox{late, back, clean} {
+		awaitInterest(t, c, "wd/probe", sub) // its will's copy left node 3 before the probe
+	}
+
+	nodes[2].proc.kill()
+	for _, id := range []string{"wd-late", "wd-back", "wd-clean"} {
+		if _, ok := nodes[0].proc.waitLog(`"msg":"cluster: will delayed","node":"node-1","client":"`+id+`"`, clusterGuard); !ok {
+			t.Fatalf("node 1 did not hold the will of %s for its delay:\n%s", id, nodes[0].proc.log())
+		}
+	}
+	delayedAt := time.Now()
+
+	// Back on node 2, which asks node 1 (it holds the waiting will) as it would a session.
+	connectInbox(t, a2, "wd-back", clientOptions{cleanStart: false, expiry: 300})
+	if _, ok := nodes[0].proc.waitLog(`"msg":"cluster: delayed will cancelled: its client connected again","node":"node-1","client":"wd-back"`, clusterGuard); !ok {
+		t.Fatalf("the will of wd-back was not cancelled by its reconnection:\n%s", nodes[0].proc.log())
+	}
+	connectInbox(t, a2, "wd-clean", clientOptions{cleanStart: true})
+	if !sub.waitUntil(clusterGuard, hasPayload("wd-clean")) {
+		t.Fatal("a clean start did not publish the waiting will of the session it ended")
+	}
+	if hasPayload("wd-late")(sub.snapshot()) {
+		t.Fatalf("wd-late's will arrived before its %d s delay", lateDelay)
+	}
+	if !sub.waitUntil(clusterGuard, hasPayload("wd-late")) {
+		t.Fatal("the delayed will was never published")
+	}
+	if waited := time.Since(delayedAt); waited < lateDelay*time.Second-100*time.Millisecond {
+		t.Fatalf("the will of wd-late came %v after its node was found dead, before its %d s delay", waited, lateDelay)
+	}
+	// Published after wd-back was cancelled: had its timer survived, it would fire only
+	// later (60 s); what proves the cancel is the timer's removal, logged above.
+	if hasPayload("wd-back")(sub.snapshot()) {
+		t.Fatal("the will of a client that connected again was published")
+	}
 }

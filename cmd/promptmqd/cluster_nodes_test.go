@@ -146,6 +146,7 @@ type clientOptions struct {
 	cleanStart bool
 	expiry     uint32
 	will       *paho.WillMessage
+	willDelay  uint32 // seconds
 }
 
 func connectInbox(t *testing.T, addr, id string, opts clientOptions) (*inbox, *paho.Connack) {
@@ -177,6 +178,9 @@ func connectInbox(t *testing.T, addr, id string, opts clientOptions) (*inbox, *p
 	cp := &paho.Connect{ClientID: id, CleanStart: opts.cleanStart, KeepAlive: 60, WillMessage: opts.will}
 	if opts.expiry > 0 {
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &opts.expiry}
+	}
+	if opts.willDelay > 0 {
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &opts.willDelay}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rawTimeout)
 	defer cancel()
