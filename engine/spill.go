@@ -100,7 +100,7 @@ func (c *client) pageIn() {
 	})
 }
 
-// pagedIn queues what a read returned. It runs on the store's writer: it takes e.mu but
+// pagedIn queues what a read returned. It runs as a store callback: it takes e.mu but
 // submits nothing (the next read is started by the connection's writer, woken here).
 func (b *Broker) pagedIn(e *entry, rows []persist.StoredDelivery, err error, generation uint64, limit int) {
 	e.mu.Lock()

@@ -18,7 +18,7 @@ import (
 //     for persistent sessions, retained state) has committed; with none, at once. Acks of one
 //     client stay in the order of its PUBLISH packets: while one waits for the disk, later ones
 //     go through a store Barrier.
-//   - Store operations are submitted with no entry lock held: the writer's callbacks take entry
+//   - Store operations are submitted with no entry lock held: the store's callbacks take entry
 //     locks, and a submit can block while the writer's queue is full.
 //   - A message's delivery rows are submitted before the message is queued to any session, so
 //     an acknowledgement's DeleteDelivery can never overtake its AddDeliveries.
@@ -180,8 +180,8 @@ func fillStored(pm *persist.Message, msg *session.Message, created int64) {
 //
 // Works are pooled (Broker.works) with the stored form of the message and their callback
 // bound once: a durable publish allocated five objects for them (issue 7). A work goes back
-// to the pool after its last callback; the writer reads an op's fields only before calling
-// its callback, so nothing uses a pooled work's stored message afterwards.
+// to the pool after its last callback; the store reads an op's fields only before its
+// callback runs, so nothing uses a pooled work's stored message afterwards.
 type durableWork struct {
 	left   atomic.Int32
 	failed atomic.Bool
@@ -362,7 +362,7 @@ func (c *client) watchStore(what string) func(error) {
 // and reports whether those given watchStore callbacks all committed (it then forgets their
 // failures). CONNACK, SUBACK and UNSUBACK of a durable session wait so: they promise a
 // session and subscriptions (or their removal) a restart must not undo. The reader holds no lock while it waits (the
-// writer's callbacks take entry locks), and it reads no packet meanwhile, so nothing it
+// store's callbacks take entry locks), and it reads no packet meanwhile, so nothing it
 // sends later can overtake the answer; acks of earlier publishes, queued by callbacks
 // before the Barrier's, stay ahead of it.
 func (c *client) awaitStore() bool {

@@ -6,8 +6,10 @@
 //
 // The package knows nothing of the engine or of sessions: it stores plain records (Message, Session,
 // Subscription, Delivery) that the engine converts to and from its own types. Every write is an
-// operation submitted to the Store with a completion callback; the callback runs, on the writer
-// goroutine, once the operation has committed (err == nil) or failed. The engine acknowledges a
+// operation submitted to the Store with a completion callback; the callback runs, on the store's
+// completer goroutine and in commit order, once the operation has committed (err == nil) or
+// failed. A callback must not block, nor submit another operation: the writer may be waiting
+// for the completer. The engine acknowledges a
 // QoS 1/2 PUBLISH only from such a callback, which is the broker's durability promise: synchronous
 // NORMAL with WAL survives a killed process, synchronous FULL a power loss.
 //

@@ -14,8 +14,8 @@ import (
 //
 // It is how QoS 1/2 messages of a persistent session wait in the store rather than in memory: the
 // engine stops queueing a session's stored deliveries in memory when its queue is full and reads
-// them back here as the queue drains (DESIGN.md, slow consumers). done runs on the writer: it must
-// not block nor submit another operation.
+// them back here as the queue drains (DESIGN.md, slow consumers). done runs on the completer, as
+// every callback: it must not block nor submit another operation.
 func (s *Store) ReadDeliveries(clientID string, fromID uint64, limit int, done func([]StoredDelivery, error)) {
 	if limit <= 0 || !s.durable {
 		done(nil, nil)

@@ -35,15 +35,18 @@ var (
 // Store is the durable state of one broker. Its methods are safe for concurrent use.
 //
 // Invariants: only the writer goroutine touches conn once Open has returned (recovery and cleanup
-// run on it as operations, not beside it); every submitted operation's callback is called exactly
-// once, after its effects committed (nil) or were rolled back (the error); operations submitted by
-// one goroutine commit in submission order; an operation is atomic (all its rows or none).
+// run on it as operations, not beside it; the checkpointer has a connection of its own); every
+// submitted operation's callback is called exactly once, after its effects committed (nil) or
+// were rolled back (the error), on the completer goroutine, in commit order; operations
+// submitted by one goroutine commit in submission order; an operation is atomic (all its rows
+// or none).
 //
 // Design: group commit as in Pebble's commit pipeline, reduced to what one SQLite connection
 // allows: producers send small op values on a buffered channel; the writer takes the first op,
 // gathers what is already queued, up to batch-size (waiting up to batch-interval for more only
 // when commits fsync and the writer had been idle), runs them all in one BEGIN IMMEDIATE ...
-// COMMIT with statements prepared once, then calls the callbacks. One fsync (FULL) or one WAL
+// COMMIT with statements prepared once, then hands the batch to the completer, which calls the
+// callbacks while the writer commits the next batch. One fsync (FULL) or one WAL
 // append (NORMAL) is shared by the whole batch, which is what makes durable QoS 1 fast. If any
 // op of a batch fails, the batch is rolled back and each op is retried in its own transaction,
 // so one bad op cannot fail its neighbours and no op half-applies.
@@ -64,6 +67,10 @@ type Store struct {
 	closed bool
 	ops    chan op
 
+	// completions carries committed batches from the writer to the completer, free their
+	// buffers back; writerDone is closed when both have finished.
+	completions chan []op
+	free        chan []op
 	writerDone  chan struct{}
 	cleanupStop chan struct{}
 	cleanupDone chan struct{}
@@ -81,7 +88,6 @@ type Store struct {
 
 	// Owned by the writer goroutine.
 	st      statements
-	batch   []op
 	rows    []deliveryRow
 	scratch []byte
 	// single, segBuf, doneIDs: reused by the segment code (segments.go).
@@ -91,12 +97,25 @@ type Store struct {
 	segs        segmentIndex
 	segsChanged bool  // the open transaction changed segs
 	commitTime  int64 // when the open transaction began, for Created 0 (created)
+	// ckpt copies the WAL into the database beside the writer (checkpoint.go); nil without
+	// WAL, or when the writer checkpoints itself.
+	ckpt *checkpointer
 }
+
+// batchBuffers is how many batches can be on their way between the writer and the completer:
+// one being committed while the callbacks of the one before run.
+const batchBuffers = 2
 
 // Open opens (creating if needed) the database in cfg.DataDir, locks the directory, applies and
 // verifies the seven [storage.sqlite] PRAGMAs, migrates the schema and starts the writer and the
 // cleanup loop. With cfg.DataDir == "" the Store keeps nothing and says so in the log.
 func Open(cfg conf.Storage, log *slog.Logger) (*Store, error) {
+	return openWith(cfg, log, defaultWALLimits())
+}
+
+// openWith is Open with the WAL lengths at which the writer acts given, so that tests reach them
+// with a few writes.
+func openWith(cfg conf.Storage, log *slog.Logger, limits walLimits) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -123,11 +142,21 @@ func Open(cfg conf.Storage, log *slog.Logger) (*Store, error) {
 		unlockDir(lock)
 		return nil, err
 	}
+	if err := s.startCheckpointer(limits); err != nil {
+		s.conn.Close()
+		unlockDir(lock)
+		return nil, err
+	}
 	batchSize := max(cfg.BatchSize, 1)
 	s.ops = make(chan op, 4*batchSize)
-	s.batch = make([]op, 0, batchSize)
+	s.free = make(chan []op, batchBuffers)
+	for range batchBuffers {
+		s.free <- make([]op, 0, batchSize)
+	}
+	s.completions = make(chan []op, batchBuffers)
 	s.writerDone = make(chan struct{})
 	go s.writer()
+	go s.completer()
 	if cfg.Cleanup.CheckInterval > 0 {
 		s.cleanupStop = make(chan struct{})
 		s.cleanupDone = make(chan struct{})
@@ -295,6 +324,7 @@ func (s *Store) Close() error {
 	close(s.ops)
 	s.mu.Unlock()
 	<-s.writerDone
+	s.stopCheckpointer()
 	err := s.conn.Close()
 	if lerr := unlockDir(s.lock); err == nil {
 		err = lerr
