@@ -387,8 +387,9 @@ func (s *Store) loadDeliveries(conn *sqlite.Conn, r Recovery, shared map[uint64]
 				return e, false, err
 			}
 			segClient, segFirst = segs.ColumnText(0), segs.ColumnInt64(1)
-			dec.b = make([]byte, segs.ColumnLen(2))
-			segs.ColumnBytes(2, dec.b)
+			body := make([]byte, segs.ColumnLen(2))
+			segs.ColumnBytes(2, body)
+			dec.reset(body)
 		}
 	}
 	row, haveRow, err := nextRow()

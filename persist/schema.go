@@ -165,10 +165,17 @@ CREATE TABLE segment_marks (
 	PRIMARY KEY (client_id, message_id)
 ) WITHOUT ROWID;
 `,
+	// Version 4: a segment entry may leave out its topic or created when equal to the previous
+	// entry's (flags 4 and 8, segmentEncoder): the entries of one commit mostly share both. The
+	// tables are unchanged and version 3 bodies read as they are; the version changes so that
+	// a version 3 build, which would misread the new entries, refuses the file.
+	`
+SELECT 1;
+`,
 }
 
 // SchemaVersion is the schema version this build writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrate brings conn to SchemaVersion, refusing a database written by a newer build rather than
 // guessing at its meaning. An older database is first copied to backupFile(file, from), then every

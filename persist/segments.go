@@ -118,24 +118,52 @@ func (s *Store) reloadSegments() {
 	s.segs = x
 }
 
-// appendSegmentEntry encodes d with its message m. Layout: uvarint id, qos, uvarint packet id,
-// state, flags (1 retain as sent, 2 message retain), message qos, then topic, payload,
+// Entry flags: 1 retain as sent, 2 message retain; sameTopic and sameCreated say the field is
+// left out, equal to the previous entry's in the body (schema 4: the entries of one commit
+// mostly share both, which were 20 of a 64-byte message's 97 bytes).
+const (
+	flagRetain      = 1
+	flagMsgRetain   = 2
+	flagSameTopic   = 4
+	flagSameCreated = 8
+)
+
+// segmentEncoder appends the entries of one segment body. Layout of an entry: uvarint id, qos,
+// uvarint packet id, state, flags, message qos, then topic (unless flagSameTopic), payload,
 // properties and subscription ids each as uvarint length + bytes, then varint expires and
-// created.
-func appendSegmentEntry(b []byte, d *Delivery, m *Message, created int64) []byte {
+// created (unless flagSameCreated).
+type segmentEncoder struct {
+	started bool
+	topic   string
+	created int64
+}
+
+// append encodes d with its message m at the end of b.
+func (e *segmentEncoder) append(b []byte, d *Delivery, m *Message, created int64) []byte {
 	b = binary.AppendUvarint(b, m.ID)
 	flags := byte(0)
 	if d.Retain {
-		flags |= 1
+		flags |= flagRetain
 	}
 	if m.Retain {
-		flags |= 2
+		flags |= flagMsgRetain
 	}
+	sameTopic := e.started && m.Topic == e.topic
+	sameCreated := e.started && created == e.created
+	if sameTopic {
+		flags |= flagSameTopic
+	}
+	if sameCreated {
+		flags |= flagSameCreated
+	}
+	e.started, e.topic, e.created = true, m.Topic, created
 	b = append(b, d.QoS)
 	b = binary.AppendUvarint(b, uint64(d.PacketID))
 	b = append(b, byte(d.State), flags, m.QoS)
-	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
-	b = append(b, m.Topic...)
+	if !sameTopic {
+		b = binary.AppendUvarint(b, uint64(len(m.Topic)))
+		b = append(b, m.Topic...)
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.Payload)))
 	b = append(b, m.Payload...)
 	b = binary.AppendUvarint(b, uint64(len(m.Properties)))
@@ -147,7 +175,10 @@ func appendSegmentEntry(b []byte, d *Delivery, m *Message, created int64) []byte
 	b = binary.AppendUvarint(b, uint64(n))
 	b = appendSubIDs(b, d.SubIDs)
 	b = binary.AppendVarint(b, m.Expires)
-	return binary.AppendVarint(b, created)
+	if !sameCreated {
+		b = binary.AppendVarint(b, created)
+	}
+	return b
 }
 
 func uvarintLen(v uint64) int {
@@ -161,10 +192,19 @@ func uvarintLen(v uint64) int {
 
 var errCorruptSegment = errors.New("persist: corrupt segment")
 
-// segmentDecoder walks the entries of one segment body.
+// segmentDecoder walks the entries of one segment body, from its start: an entry may take its
+// topic and created from the one before it.
 type segmentDecoder struct {
 	b []byte
+	// The previous entry's topic (and, once next made it a string, topicString) and created.
+	started     bool
+	topic       []byte
+	topicString string
+	created     int64
 }
+
+// reset starts on body.
+func (r *segmentDecoder) reset(body []byte) { *r = segmentDecoder{b: body} }
 
 func (r *segmentDecoder) uvarint() (uint64, error) {
 	v, n := binary.Uvarint(r.b)
@@ -188,61 +228,97 @@ func (r *segmentDecoder) bytes() ([]byte, error) {
 // next decodes the next entry; with full unset it returns only the id (ok false at the end).
 // Byte fields of the result are fresh copies, owned by the caller.
 func (r *segmentDecoder) next(clientID string, full bool) (d Delivery, m *Message, ok bool, err error) {
-	if len(r.b) == 0 {
-		return d, nil, false, nil
-	}
-	id, err := r.uvarint()
-	if err != nil {
+	id, e, ok, err := r.entry()
+	if !ok || err != nil {
 		return d, nil, false, err
 	}
-	if len(r.b) < 1 {
-		return d, nil, false, errCorruptSegment
+	d = Delivery{ClientID: clientID, MessageID: id, QoS: e.qos, PacketID: e.packetID, State: e.state, Retain: e.flags&flagRetain != 0}
+	if !full {
+		m = &Message{ID: id, Expires: e.expires, Created: r.created}
+		return d, m, true, nil
 	}
-	qos := r.b[0]
+	if d.SubIDs, err = decodeSubIDs(e.subIDs); err != nil {
+		return d, nil, false, err
+	}
+	if r.topicString == "" { // entry forgot it when the topic changed
+		r.topicString = string(r.topic) // entries sharing a topic share its string
+	}
+	m = &Message{ID: id, Topic: r.topicString, Payload: clone(e.payload), QoS: e.msgQoS, Retain: e.flags&flagMsgRetain != 0,
+		Properties: clone(e.props), Expires: e.expires, Created: r.created}
+	return d, m, true, nil
+}
+
+// rawEntry is an entry's fields as they lie in the body; topic and created are the decoder's.
+type rawEntry struct {
+	qos, flags, msgQoS     byte
+	state                  DeliveryState
+	packetID               uint16
+	payload, props, subIDs []byte
+	expires                int64
+}
+
+// entry decodes the next entry's id and fields without copying (ok false at the end), and
+// makes its topic and created the decoder's.
+func (r *segmentDecoder) entry() (id uint64, e rawEntry, ok bool, err error) {
+	if len(r.b) == 0 {
+		return 0, e, false, nil
+	}
+	if id, err = r.uvarint(); err != nil {
+		return 0, e, false, err
+	}
+	if len(r.b) < 1 {
+		return 0, e, false, errCorruptSegment
+	}
+	e.qos = r.b[0]
 	r.b = r.b[1:]
 	pid, err := r.uvarint()
 	if err != nil || len(r.b) < 3 {
-		return d, nil, false, errCorruptSegment
+		return 0, e, false, errCorruptSegment
 	}
-	state, flags, msgQoS := r.b[0], r.b[1], r.b[2]
+	e.packetID = uint16(pid)
+	e.state, e.flags, e.msgQoS = DeliveryState(r.b[0]), r.b[1], r.b[2]
 	r.b = r.b[3:]
-	topic, err := r.bytes()
-	if err != nil {
-		return d, nil, false, err
+	switch {
+	case e.flags&flagSameTopic == 0:
+		topic, err := r.bytes()
+		if err != nil {
+			return 0, e, false, err
+		}
+		if !r.started || string(topic) != string(r.topic) {
+			r.topicString = ""
+		}
+		r.topic = topic
+	case !r.started:
+		return 0, e, false, errCorruptSegment // nothing to repeat
 	}
-	payload, err := r.bytes()
-	if err != nil {
-		return d, nil, false, err
+	if e.payload, err = r.bytes(); err != nil {
+		return 0, e, false, err
 	}
-	props, err := r.bytes()
-	if err != nil {
-		return d, nil, false, err
+	if e.props, err = r.bytes(); err != nil {
+		return 0, e, false, err
 	}
-	subIDs, err := r.bytes()
-	if err != nil {
-		return d, nil, false, err
+	if e.subIDs, err = r.bytes(); err != nil {
+		return 0, e, false, err
 	}
 	expires, n := binary.Varint(r.b)
 	if n <= 0 {
-		return d, nil, false, errCorruptSegment
+		return 0, e, false, errCorruptSegment
 	}
 	r.b = r.b[n:]
-	created, n := binary.Varint(r.b)
-	if n <= 0 {
-		return d, nil, false, errCorruptSegment
+	e.expires = expires
+	switch {
+	case e.flags&flagSameCreated == 0:
+		created, n := binary.Varint(r.b)
+		if n <= 0 {
+			return 0, e, false, errCorruptSegment
+		}
+		r.b = r.b[n:]
+		r.created = created
+	case !r.started:
+		return 0, e, false, errCorruptSegment
 	}
-	r.b = r.b[n:]
-	d = Delivery{ClientID: clientID, MessageID: id, QoS: qos, PacketID: uint16(pid), State: DeliveryState(state), Retain: flags&1 != 0}
-	if !full {
-		m = &Message{ID: id, Expires: expires, Created: created}
-		return d, m, true, nil
-	}
-	if d.SubIDs, err = decodeSubIDs(subIDs); err != nil {
-		return d, nil, false, err
-	}
-	m = &Message{ID: id, Topic: string(topic), Payload: clone(payload), QoS: msgQoS, Retain: flags&2 != 0,
-		Properties: clone(props), Expires: expires, Created: created}
-	return d, m, true, nil
+	r.started = true
+	return id, e, true, nil
 }
 
 // clone copies b, nil for empty (as columnBlob reads NULL or empty).
@@ -370,12 +446,13 @@ func (s *Store) splitSegments() error {
 // segmentMaxBytes, and returns how many it took.
 func (s *Store) insertSegment(client string, rows []deliveryRow) (int, error) {
 	b := s.segBuf[:0]
+	var enc segmentEncoder
 	created, expires := s.created(rows[0].m), int64(0)
 	n := 0
 	for n < len(rows) && (n == 0 || len(b) < segmentMaxBytes) {
 		r := &rows[n]
 		c := s.created(r.m)
-		b = appendSegmentEntry(b, r.d, r.m, c)
+		b = enc.append(b, r.d, r.m, c)
 		created = min(created, c)
 		if e := r.m.Expires; e > 0 && (expires == 0 || e < expires) {
 			expires = e
@@ -568,7 +645,8 @@ func (s *Store) pendingInSegment(clientID string, first uint64) (int, error) {
 		return 0, err
 	}
 	pending := 0
-	r := segmentDecoder{b: s.segBuf}
+	var r segmentDecoder
+	r.reset(s.segBuf)
 	for {
 		id, ok, err := r.skip()
 		if err != nil {
@@ -588,31 +666,8 @@ func (s *Store) pendingInSegment(clientID string, first uint64) (int, error) {
 
 // skip returns the id of the next entry and moves past it, allocating nothing.
 func (r *segmentDecoder) skip() (uint64, bool, error) {
-	if len(r.b) == 0 {
-		return 0, false, nil
-	}
-	id, err := r.uvarint()
-	if err != nil || len(r.b) < 1 {
-		return 0, false, errCorruptSegment
-	}
-	r.b = r.b[1:]
-	if _, err := r.uvarint(); err != nil || len(r.b) < 3 {
-		return 0, false, errCorruptSegment
-	}
-	r.b = r.b[3:]
-	for range 4 {
-		if _, err := r.bytes(); err != nil {
-			return 0, false, err
-		}
-	}
-	for range 2 {
-		if _, n := binary.Varint(r.b); n <= 0 {
-			return 0, false, errCorruptSegment
-		} else {
-			r.b = r.b[n:]
-		}
-	}
-	return id, true, nil
+	id, _, ok, err := r.entry()
+	return id, ok, err
 }
 
 // updateDelivery records a delivery's packet id and state in its row, or as its segment
@@ -678,7 +733,8 @@ func (s *Store) readSegmentEntries(conn *sqlite.Conn, clientID string, fromID ui
 		if err := q.Reset(); err != nil {
 			return nil, err
 		}
-		r := segmentDecoder{b: body}
+		var r segmentDecoder
+		r.reset(body)
 		for len(out) < limit {
 			if id, n := binary.Uvarint(r.b); n > 0 && id < fromID {
 				// Before the page: stepped over without copying its bytes.
