@@ -33,8 +33,8 @@ import (
 // Design: after every commit the writer reads mxFrame and nBackfill from the WAL-index header
 // in the -shm file (one pread; the layout is SQLite's cross-version file format,
 // https://sqlite.org/walformat.html section 2.2) and wakes the checkpointer once limits.wake
-// frames wait, the threshold of SQLite's own autocheckpoint. A header that
-// does not read as expected turns the automatic checkpoint back on (fallBack).
+// frames wait, the threshold of SQLite's own autocheckpoint. A header that does not read as
+// expected turns the automatic checkpoint back on (fallBack).
 // Rejected: RESTART checkpoints from the checkpointer (they take the write lock, and the
 // writer then sleeps in the busy handler, a millisecond at least); a timer (it wakes an idle
 // broker and is blind to the write rate).
