@@ -109,7 +109,10 @@ const (
 // Lock order: pubMu, intMu, retMu, peerMu and willMu are leaves, never held together, except
 // retMu which is held while calling Local.ApplyRetained and Retain's apply (the engine then
 // takes its retained index lock; VisitRetained and StoreRetained, which can wait for the
-// store's writer, are never called with retMu held).
+// store's writer, are never called with retMu held). view.mu and acks.mu (acks.go) are
+// leaves taken under pubMu (a batch's wait is registered as it is sent) and intMu (this node's
+// own $share groups); acknowledgement waiters, which run engine code, are called with no lock
+// of this package held.
 type Node struct {
 	cfg         Config
 	id          string
