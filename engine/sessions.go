@@ -298,8 +298,10 @@ func (b *Broker) deliverTo(msg *session.Message, m *topics.Matches, behind, here
 	retained := msg.Retain && here
 	if b.durable && (msg.QoS > 0 || retained) {
 		// Rows go to the store before the message reaches any queue, so that no PUBACK's
-		// delete can overtake them. The slice is the store's until its callback.
-		var rows []persist.Delivery
+		// delete can overtake them. persistRoute copies them into the work, so the few
+		// recipients of most messages are gathered on the stack.
+		var few [4]persist.Delivery
+		rows := few[:0]
 		if msg.QoS > 0 {
 			for i := range m.Deliveries {
 				d := &m.Deliveries[i]

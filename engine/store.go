@@ -200,8 +200,11 @@ type durableWork struct {
 	// single subscriber, so that case allocates no slice.
 	later []heldDelivery
 	first [1]heldDelivery
-	// stored is msg's stored form, shared by the work's store operations.
+	// stored is msg's stored form, shared by the work's store operations; rows are its
+	// delivery rows, the store's until the callback (kept with their capacity in the pool, so a
+	// durable publish allocates no slice for them).
 	stored persist.Message
+	rows   []persist.Delivery
 	// callback is done, bound once.
 	callback func(error)
 }
@@ -258,6 +261,9 @@ func (b *Broker) newWork(msg *session.Message, ops int32) *durableWork {
 	return w
 }
 
+// maxPooledRows is the most delivery rows a pooled work keeps room for.
+const maxPooledRows = 64
+
 // putWork returns a finished work to the pool, keeping its buffers.
 func (b *Broker) putWork(w *durableWork) {
 	clear(w.later) // the message and entries may go before the work is reused
@@ -265,6 +271,11 @@ func (b *Broker) putWork(w *durableWork) {
 	w.later = w.first[:0]
 	w.failed.Store(false)
 	w.stored = persist.Message{Properties: w.stored.Properties[:0]}
+	clear(w.rows) // client ids and subscription ids may go before the work is reused
+	if cap(w.rows) > maxPooledRows {
+		w.rows = nil // a rare wide fan-out does not stay in the pool
+	}
+	w.rows = w.rows[:0]
 	b.works.Put(w)
 }
 
@@ -279,8 +290,9 @@ func (b *Broker) waitBehind(msg *session.Message) *durableWork {
 }
 
 // persistRoute submits the durable effects of msg: its retained state and a delivery row for
-// each persistent recipient among m's deliveries. It returns nil when there is nothing to
-// write. The caller sets w.finish (or not) and then calls w.done(nil).
+// each persistent recipient among m's deliveries (copied: the caller may reuse deliveries). It
+// returns nil when there is nothing to write. The caller sets w.finish (or not) and then calls
+// w.done(nil).
 func (b *Broker) persistRoute(msg *session.Message, deliveries []persist.Delivery) *durableWork {
 	retained := msg.Retain
 	if len(deliveries) == 0 && !retained {
@@ -305,7 +317,8 @@ func (b *Broker) persistRoute(msg *session.Message, deliveries []persist.Deliver
 	}
 	fillStored(&w.stored, msg, created)
 	if len(deliveries) > 0 {
-		b.store.AddDeliveries(&w.stored, deliveries, w.callback)
+		w.rows = append(w.rows[:0], deliveries...)
+		b.store.AddDeliveries(&w.stored, w.rows, w.callback)
 	}
 	if retained {
 		if len(msg.Payload) == 0 {
