@@ -31,8 +31,15 @@ type delayedWill struct {
 	sub      *nats.Subscription
 }
 
-// delayWill schedules w, the will of clientID on a node just found dead.
+// delayWill schedules w, the will of clientID on a node just found dead, unless the client
+// already connected again (between its node's death and this verdict, which comes up to the
+// failure timeout later): a node holds its session now, so the will is cancelled
+// [MQTT-3.1.3-9].
 func (n *Node) delayWill(clientID string, w willCopy) {
+	if n.heldNow(clientID) {
+		n.log.Info("cluster: delayed will cancelled: its client connected again", "client", clientID)
+		return
+	}
 	d := &delayedWill{clientID: clientID, packet: w.packet}
 	n.willMu.Lock()
 	if old := n.delayed[clientID]; old != nil {
@@ -104,4 +111,13 @@ func (n *Node) reconnected(clientID string, cleanStart bool) {
 		return
 	}
 	n.log.Info("cluster: delayed will cancelled: its client connected again", "client", clientID)
+}
+
+// heldNow reports whether a live node holds clientID's session: this one, or, as far as the
+// embedded server knows, another (with an external NATS server only this node can tell).
+func (n *Node) heldNow(clientID string) bool {
+	n.intMu.Lock()
+	held := n.holds[clientID] != nil
+	n.intMu.Unlock()
+	return held || n.srv != nil && n.heldElsewhere(clientID)
 }

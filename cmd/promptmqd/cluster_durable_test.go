@@ -156,3 +156,27 @@ func TestClusterDeadNodeWillDelay(t *testing.T) {
 		t.Fatal("the will of a client that connected again was published")
 	}
 }
+
+// A client that connects again elsewhere before its dead node is found dead (the failure
+// timeout) has its delayed will cancelled when the verdict comes [MQTT-3.1.3-9].
+func TestClusterWillCancelledByEarlyReconnect(t *testing.T) {
+	nodes := startCluster(t, 3)
+	a1, a2, a3 := nodes[0].proc.addr, nodes[1].proc.addr, nodes[2].proc.addr
+	sub, _ := connectInbox(t, a1, "we-sub", clientOptions{cleanStart: true})
+	sub.subscribe(t, "we/#", 1)
+	early, _ := connectInbox(t, a3, "we-early", clientOptions{cleanStart: true, expiry: 300, willDelay: 60,
+		will: &paho.WillMessage{Topic: "we/early", Payload: []byte("early"), QoS: 1}})
+	awaitInterest(t, early, "we/probe", sub) // its will's copy is on node 1
+
+	nodes[2].proc.kill()
+	connectInbox(t, a2, "we-early", clientOptions{cleanStart: false, expiry: 300}) // within the failure timeout
+	if _, ok := nodes[0].proc.waitLog(`"msg":"cluster: node dead","node":"node-1","peer":"node-3"`, clusterGuard); !ok {
+		t.Fatalf("node 1 did not find node 3 dead:\n%s", nodes[0].proc.log())
+	}
+	if _, ok := nodes[0].proc.waitLog(`"msg":"cluster: delayed will cancelled: its client connected again","node":"node-1","client":"we-early"`, clusterGuard); !ok {
+		t.Fatalf("the will of a client back on node 2 was not cancelled:\n%s", nodes[0].proc.log())
+	}
+	if _, delayed := nodes[0].proc.waitLog(`"msg":"cluster: will delayed","node":"node-1","client":"we-early"`, 0); delayed {
+		t.Fatal("the will was scheduled although its client was back")
+	}
+}
