@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -318,5 +319,56 @@ func TestClusterRetainedOnlyThroughTheRule(t *testing.T) {
 	b.ClusterLocal().ApplyRetained(got[0].packet)
 	if m, ok := b.retained.Get("ret/1"); !ok || string(m.Payload) != "set-here" {
 		t.Fatalf("ApplyRetained: %v, %v", m, ok)
+	}
+}
+
+// ackingCluster asks for every QoS 1/2 forward's acknowledgement and hands its callback to
+// the test, which plays the other nodes.
+type ackingCluster struct {
+	*fakeCluster
+	waits chan func(error)
+}
+
+func (a *ackingCluster) Forward(topic string, publisher uint64, packet []byte, acked func(error)) bool {
+	a.fakeCluster.Forward(topic, publisher, packet, nil)
+	if acked == nil {
+		return false
+	}
+	a.waits <- acked
+	return true
+}
+
+// A clustered QoS 1 PUBLISH is acknowledged when the other nodes acknowledged it, and refused
+// (0x80) when the cluster reports that one of them did not.
+func TestClusterPubackWaitsForOtherNodes(t *testing.T) {
+	b, err := New(Options{Config: testConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := &ackingCluster{fakeCluster: newFakeCluster(), waits: make(chan func(error), 4)}
+	b.AttachCluster(ac)
+	pub := dialRaw(t, serveTestBroker(t, b), packets.V5)
+	pub.mustConnect("acked-pub", nil)
+	pub.send(&packets.Publish{Version: packets.V5, Topic: []byte("a/1"), QoS: 1, PacketID: 1, Payload: []byte("one")})
+	pub.send(&packets.Publish{Version: packets.V5, Topic: []byte("a/2"), QoS: 1, PacketID: 2, Payload: []byte("two")})
+	pub.send(&packets.Publish{Version: packets.V5, Topic: []byte("a/3"), QoS: 0, Payload: []byte("zero")})
+	first, second := <-ac.waits, <-ac.waits
+	pub.ping() // its PINGRESP comes first: no PUBACK was queued before the other nodes'
+
+	first(nil)
+	if a := pub.expectAck(packets.TypePuback).Ack; a.PacketID != 1 || a.Reason != packets.Success {
+		t.Fatalf("first PUBACK %+v, want id 1 success", a)
+	}
+	second(errors.New("a node did not answer"))
+	if a := pub.expectAck(packets.TypePuback).Ack; a.PacketID != 2 || a.Reason != packets.UnspecifiedError {
+		t.Fatalf("second PUBACK %+v, want id 2 refused (0x80)", a)
+	}
+	select {
+	case <-ac.waits:
+		t.Fatal("a QoS 0 message asked for an acknowledgement")
+	default:
+	}
+	if got := len(ac.snapshot()); got != 3 {
+		t.Fatalf("%d messages forwarded, want 3", got)
 	}
 }
