@@ -73,7 +73,9 @@ type Broker struct {
 
 	// poller and the sweeper park idle connections without a goroutine (poll_idle.go); nil
 	// poller: every connection keeps its reader goroutine.
-	poller   *idlePoller
+	poller *idlePoller
+	// order numbers the bytes of idle readers in arrival order (order.go); nil: unordered.
+	order    *orderSet
 	idleStop chan struct{}
 	idleDone sync.WaitGroup
 	// parkedSinceRelease counts parks since the sweeper last gave memory back.

@@ -85,6 +85,14 @@ type client struct {
 	idleSweeps atomic.Int32
 	fd         int32 // the socket's descriptor while armed; guarded by the poller's mu
 	pollArmed  bool  // the socket is in the epoll set; guarded by the poller's mu
+	// Arrival order (order.go): orderSeq is the connection's place, 0 for none;
+	// orderWatched: the reader waits, watched; orderArmed: the socket is in the order set
+	// (both guarded by the order set's mu).
+	orderSeq     atomic.Uint64
+	orderWatched bool
+	orderArmed   bool
+	orderFD      int32 // the socket's descriptor while watched
+	socket       socketReader
 }
 
 // errClientDisconnect ends the read loop when the client sent DISCONNECT.
@@ -100,6 +108,9 @@ func newClient(b *Broker, conn net.Conn) *client {
 		parks:              b.poller != nil && parkable(conn),
 	}
 	c.src = connSource{countingReader: countingReader{r: conn, n: &b.stats.BytesReceived}, c: c}
+	if c.parks && b.order != nil && c.socket.init(c) {
+		c.src.socket = &c.socket
+	}
 	c.reader = c.newReader()
 	return c
 }
@@ -121,6 +132,7 @@ func (c *client) serve() {
 	}
 	c.b.stats.Connected.Add(1)
 	c.logConnected(present)
+	c.socket.afterControl()
 	// CONNACK (and any resent messages) go out from this goroutine: starting a writer for
 	// them cost a goroutine start and park per connection (connection-rate profile).
 	c.writeMu.Lock()
@@ -128,6 +140,9 @@ func (c *client) serve() {
 	c.writeMu.Unlock()
 	c.moveReadDeadline()
 	c.state.Store(connReading)
+	if c.reader.Buffered() == 0 {
+		c.socket.placeAfterControl()
+	}
 	c.run()
 }
 
@@ -143,6 +158,11 @@ func (c *client) run() {
 		return
 	}
 	c.state.Store(connEnded)
+	if c.src.socket != nil {
+		c.b.order.forget(c) // no place in the arrival order can come after this
+		c.doneOrder()
+		c.socket.releasePlaces()
+	}
 	// The borrowed read buffer and decode target go back to their pools when reading is
 	// over, from this goroutine (never during a ReadPacket).
 	c.reader.Release()
@@ -291,11 +311,16 @@ func (c *client) readLoop() error {
 		if err := c.pk().Decode(c.version, fh, body); err != nil {
 			return err
 		}
+		if fh.Type == packets.TypeSubscribe || fh.Type == packets.TypeUnsubscribe {
+			c.socket.afterControl()
+		}
 		if err := c.handle(fh.Type); err != nil {
 			return err
 		}
 		if c.reader.Buffered() == 0 {
 			c.releasePacket()
+			c.doneOrder()
+			c.socket.placeAfterControl()
 		}
 		c.moveReadDeadline()
 	}

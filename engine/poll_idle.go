@@ -77,6 +77,8 @@ var errParked = errors.New("engine: connection parked")
 type connSource struct {
 	countingReader
 	c *client
+	// socket reads a parkable connection (nil for others: TLS, WebSocket, no poller).
+	socket *socketReader
 	// first holds what the connection's first read returned beyond the room the Reader
 	// offered (its 16 inline bytes): a CONNECT is longer, and reading the rest with a
 	// second syscall cost 3-4% of the connection-rate CPU. The buffer is borrowed from the
@@ -96,7 +98,7 @@ func (s *connSource) Read(p []byte) (int, error) {
 	}
 	c := s.c
 	for {
-		n, err := s.countingReader.Read(p)
+		n, err := s.readSocket(p)
 		if n > 0 && !c.active.Load() {
 			c.active.Store(true)
 		}
@@ -112,6 +114,16 @@ func (s *connSource) Read(p []byte) (int, error) {
 			return n, nil
 		}
 	}
+}
+
+// readSocket reads the connection, counting bytes.
+func (s *connSource) readSocket(p []byte) (int, error) {
+	if s.socket == nil {
+		return s.countingReader.Read(p)
+	}
+	n, err := s.socket.read(p)
+	s.n.Add(uint64(n))
+	return n, err
 }
 
 // readAhead is the connection's first read, into a borrowed buffer larger than p.
@@ -210,6 +222,8 @@ func (c *client) moveReadDeadline() {
 // park hands the connection to the poller. It reports whether the goroutine must return:
 // false when the socket could not be armed and this goroutine reads on.
 func (c *client) park() bool {
+	c.doneOrder()
+	c.socket.releasePlaces()
 	c.releasePacket()
 	c.reader.Release()
 	c.reader = nil
@@ -242,6 +256,17 @@ func (c *client) resume() {
 	go c.run()
 }
 
+// doneOrder gives up the connection's place in the arrival order (order.go) once every byte
+// it read is handled, or it parks or ends. One atomic load when it holds none.
+func (c *client) doneOrder() {
+	if c.orderSeq.Load() == 0 {
+		return
+	}
+	if seq := c.orderSeq.Swap(0); seq != 0 {
+		c.b.order.finish(seq)
+	}
+}
+
 // newReader is the connection's packets.Reader: made at accept, and again each time the
 // connection resumes (a parked connection holds none).
 func (c *client) newReader() *packets.Reader {
@@ -265,6 +290,11 @@ func (b *Broker) openPoller() {
 		return
 	}
 	b.poller = p
+	if o, err := newOrderSet(); err == nil {
+		b.order = o
+	} else {
+		b.log.Debug("connections are served unordered", "err", err)
+	}
 }
 
 // startIdle starts the poller and the sweeper.
@@ -297,6 +327,9 @@ func (b *Broker) stopSweeper() {
 func (b *Broker) stopPoller() {
 	if b.poller != nil {
 		b.poller.close()
+	}
+	if b.order != nil {
+		b.order.close()
 	}
 	b.idleDone.Wait()
 }

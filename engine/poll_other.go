@@ -20,3 +20,22 @@ func (*idlePoller) arm(*client) error { return errors.New("no idle poller") }
 func (*idlePoller) forget(*client)    {}
 func (*idlePoller) run()              {}
 func (*idlePoller) close()            {}
+
+// orderSet and socketReader exist on Linux only: elsewhere connections read with conn.Read,
+// unordered.
+type orderSet struct{ arrivalOrder }
+
+func newOrderSet() (*orderSet, error) {
+	return nil, errors.New("arrival order is kept on Linux only")
+}
+
+func (*orderSet) forget(*client) {}
+func (*orderSet) close()         {}
+
+type socketReader struct{}
+
+func (*socketReader) init(*client) bool        { return false }
+func (*socketReader) read([]byte) (int, error) { return 0, errors.New("no socket reader") }
+func (*socketReader) afterControl()            {}
+func (*socketReader) placeAfterControl()       {}
+func (*socketReader) releasePlaces()           {}
