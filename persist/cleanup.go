@@ -141,18 +141,7 @@ func (s *Store) cleanup(conn *sqlite.Conn, now int64, r *CleanupResult) (err err
 	}
 	q.BindInt64(1, now)
 	q.BindInt64(2, limit-int64(r.Messages))
-	for {
-		row, err := q.Step()
-		if err != nil {
-			q.Reset()
-			return err
-		}
-		if !row {
-			break
-		}
-		inline = append(inline, key{q.ColumnText(0), q.ColumnInt64(1)})
-	}
-	if err := q.Reset(); err != nil {
+	if err := eachRow(q, func(q *sqlite.Stmt) { inline = append(inline, key{q.ColumnText(0), q.ColumnInt64(1)}) }); err != nil {
 		return err
 	}
 	if cutoff != 0 {
@@ -218,17 +207,10 @@ func selectColumn[T any](conn *sqlite.Conn, sql string, get func(*sqlite.Stmt) T
 		q.BindInt64(i+1, p)
 	}
 	var out []T
-	for {
-		row, err := q.Step()
-		if err != nil {
-			q.Reset()
-			return nil, err
-		}
-		if !row {
-			return out, q.Reset()
-		}
-		out = append(out, get(q))
+	if err := eachRow(q, func(q *sqlite.Stmt) { out = append(out, get(q)) }); err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // aged is a row found by selectWhile.

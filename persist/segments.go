@@ -345,35 +345,53 @@ type markKey struct {
 func readMarks(conn *sqlite.Conn, clientID string, from, to uint64) (map[markKey]mark, error) {
 	marks := make(map[markKey]mark)
 	sql := "SELECT client_id, message_id, packet_id, state, done FROM segment_marks;"
-	var args []any
 	if clientID != "" {
 		sql = "SELECT client_id, message_id, packet_id, state, done FROM segment_marks WHERE client_id = ? AND message_id BETWEEN ? AND ?;"
-		args = []any{clientID, int64(from), int64(min(to, 1<<63-1))}
 	}
 	q, err := conn.Prepare(sql)
 	if err != nil {
 		return nil, err
 	}
-	for i, a := range args {
-		switch v := a.(type) {
-		case string:
-			q.BindText(i+1, v)
-		case int64:
-			q.BindInt64(i+1, v)
-		}
+	if clientID != "" {
+		q.BindText(1, clientID)
+		q.BindInt64(2, int64(from))
+		q.BindInt64(3, int64(min(to, 1<<63-1)))
 	}
+	err = eachRow(q, func(q *sqlite.Stmt) {
+		marks[markKey{q.ColumnText(0), uint64(q.ColumnInt64(1))}] = mark{packetID: uint16(q.ColumnInt(2)), state: DeliveryState(q.ColumnInt(3)), done: q.ColumnBool(4)}
+	})
+	return marks, err
+}
+
+// eachRow steps q to its last row, calling each for every row, and resets it.
+func eachRow(q *sqlite.Stmt, each func(*sqlite.Stmt)) error {
 	for {
 		row, err := q.Step()
 		if err != nil {
 			q.Reset()
-			return nil, err
+			return err
 		}
 		if !row {
-			break
+			return q.Reset()
 		}
-		marks[markKey{q.ColumnText(0), uint64(q.ColumnInt64(1))}] = mark{packetID: uint16(q.ColumnInt(2)), state: DeliveryState(q.ColumnInt(3)), done: q.ColumnBool(4)}
+		each(q)
 	}
-	return marks, q.Reset()
+}
+
+// readSegmentBody reads the body of client's segment that starts at first; found is false
+// when there is no such row.
+func (s *Store) readSegmentBody(client string, first uint64) (body []byte, found bool, err error) {
+	q := s.st.readSegment
+	q.BindText(1, client)
+	q.BindInt64(2, int64(first))
+	row, err := q.Step()
+	if err != nil || !row {
+		q.Reset()
+		return nil, false, err
+	}
+	body = make([]byte, q.ColumnLen(1))
+	q.ColumnBytes(1, body)
+	return body, true, q.Reset()
 }
 
 // applyMark folds a mark into a decoded entry; it reports false for a done entry.
@@ -536,21 +554,12 @@ func (s *Store) expireSegments(conn *sqlite.Conn, now, cutoff int64, limit int) 
 			continue
 		}
 		last := ref.last
-		q := s.st.readSegment
-		q.BindText(1, k.client)
-		q.BindInt64(2, int64(k.first))
-		row, err := q.Step()
-		if err != nil || !row {
-			q.Reset()
-			if err != nil {
-				return n, err
-			}
-			continue
-		}
-		body := make([]byte, q.ColumnLen(1))
-		q.ColumnBytes(1, body)
-		if err := q.Reset(); err != nil {
+		body, found, err := s.readSegmentBody(k.client, k.first)
+		if err != nil {
 			return n, err
+		}
+		if !found {
+			continue
 		}
 		r := segmentDecoder{b: body}
 		for limit < 0 || n < limit {
@@ -716,21 +725,12 @@ func (s *Store) readSegmentEntries(conn *sqlite.Conn, clientID string, fromID ui
 		return nil, err
 	}
 	var out []segmentEntry
-	q := s.st.readSegment
 	for ; i < len(segs) && len(out) < limit; i++ {
-		q.BindText(1, clientID)
-		q.BindInt64(2, int64(segs[i].first))
-		row, err := q.Step()
-		if err != nil || !row {
-			q.Reset()
-			if err == nil {
-				err = fmt.Errorf("segment %d of %q missing", segs[i].first, clientID)
-			}
-			return nil, err
+		body, found, err := s.readSegmentBody(clientID, segs[i].first)
+		if err == nil && !found {
+			err = fmt.Errorf("segment %d of %q missing", segs[i].first, clientID)
 		}
-		body := make([]byte, q.ColumnLen(1))
-		q.ColumnBytes(1, body)
-		if err := q.Reset(); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		var r segmentDecoder
