@@ -123,6 +123,12 @@ func TestClusterDeadNodeWillDelay(t *testing.T) {
 	for _, c := range []*inbox{late, back, clean} {
 		awaitInterest(t, c, "wd/probe", sub) // its will's copy left node 3 before the probe
 	}
+	// A publisher on node 1 and a subscriber on node 2: a message between them is the barrier
+	// that tells node 1's takeover subscriptions (made as it holds the wills) reached node 2.
+	barrierSub, _ := connectInbox(t, a2, "wd-barrier-sub", clientOptions{cleanStart: true})
+	barrierSub.subscribe(t, "wdb/#", 0)
+	barrierPub, _ := connectInbox(t, a1, "wd-barrier-pub", clientOptions{cleanStart: true})
+	awaitInterest(t, barrierPub, "wdb/probe", barrierSub)
 
 	nodes[2].proc.kill()
 	for _, id := range []string{"wd-late", "wd-back", "wd-clean"} {
@@ -131,6 +137,10 @@ func TestClusterDeadNodeWillDelay(t *testing.T) {
 		}
 	}
 	delayedAt := time.Now()
+	// Route traffic from node 1 to node 2 keeps its order, so once a message published on
+	// node 1 after the wills were held reaches node 2, node 2 knows node 1's takeover
+	// subscriptions; a CONNECT before that is the documented window (docs/cluster.md).
+	awaitInterest(t, barrierPub, "wdb/after-verdict", barrierSub)
 
 	// Back on node 2, which asks node 1 (it holds the waiting will) as it would a session.
 	connectInbox(t, a2, "wd-back", clientOptions{cleanStart: false, expiry: 300})
