@@ -1,6 +1,10 @@
 package session
 
-import "github.com/x0a1b/promptmq/packets"
+import (
+	"strings"
+
+	"github.com/x0a1b/promptmq/packets"
+)
 
 // InboundAliases maps the Topic Aliases a client sets on its PUBLISH packets. Aliases belong
 // to a network connection, not to the session [MQTT-3.3.2-7].
@@ -69,7 +73,11 @@ func (a *OutboundAliases) Lookup(topic string) (alias uint16, known bool) {
 		a.byTopic = make(map[string]uint16)
 	}
 	alias = uint16(len(a.byTopic) + 1)
-	a.byTopic[topic] = alias
+	// A copy: the topic is a view of a pooled Message's buffer (Message.fill), which is
+	// written again once the message is released, while the alias lasts as long as the
+	// connection. Kept as the key, it changed under the map, and the next lookup of the
+	// topic missed (a delivery went out without its alias, seen in TestTopicAliases).
+	a.byTopic[strings.Clone(topic)] = alias
 	return alias, false
 }
 

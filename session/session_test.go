@@ -297,6 +297,25 @@ func TestOutboundAliases(t *testing.T) {
 	}
 }
 
+// TestOutboundAliasOutlivesTheMessage: the topic an alias was assigned for is a view of a
+// pooled message's buffer; the message is released and its buffer reused, and the topic
+// still has its alias.
+func TestOutboundAliasOutlivesTheMessage(t *testing.T) {
+	var pool MessagePool
+	var a OutboundAliases
+	a.Reset(1)
+	first := pool.Get(&packets.Publish{Version: packets.V5, Topic: []byte("ta/one")}, []byte("ta/one"), 1, 0, 0)
+	if alias, known := a.Lookup(first.Topic); alias != 1 || known {
+		t.Fatalf("first use: %d %v", alias, known)
+	}
+	first.Release()
+	second := pool.Get(&packets.Publish{Version: packets.V5, Topic: []byte("ta/two")}, []byte("ta/two"), 1, 0, 0)
+	defer second.Release()
+	if alias, known := a.Lookup("ta/one"); alias != 1 || !known {
+		t.Fatalf("after the message was reused: alias %d known %v, want 1 true", alias, known)
+	}
+}
+
 // BenchmarkEnqueueNext is the deliver step of the hot path: one message into a session's
 // queue and out through the window, acknowledged.
 func BenchmarkEnqueueNext(b *testing.B) {
