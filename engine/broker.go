@@ -83,6 +83,8 @@ type Broker struct {
 	lastRelease        atomic.Int64 // unix ns of the sweeper's last release
 	// parkNotify, when set (by tests, before Serve), receives each client that parked.
 	parkNotify chan *client
+	// workers serve connections on goroutines whose stacks have grown (workers.go).
+	workers *workers
 }
 
 // entry is a session as the broker holds it: the protocol state, the connection attached to
@@ -121,6 +123,7 @@ func New(opts Options) (*Broker, error) {
 		sessions: make(map[string]*entry),
 		clients:  make(map[*client]struct{}),
 	}
+	b.workers = newWorkers()
 	b.limits = session.Limits{
 		MaxQueuedMessages: b.cfg.MQTT.MaxQueuedMessages,
 		MaxQueuedBytes:    b.cfg.MQTT.MaxQueuedBytes,
@@ -205,6 +208,7 @@ func (b *Broker) Serve(ctx context.Context) error {
 		}()
 	}
 	b.startSys()
+	go b.workers.trim()
 	<-ctx.Done()
 	b.shutdown()
 	accepting.Wait()
@@ -239,7 +243,7 @@ func (b *Broker) acceptLoop(ln net.Listener) {
 		b.conns.Add(1)
 		b.mu.Unlock()
 		b.stats.Accepted.Add(1)
-		go c.serve()
+		b.workers.start(workItem{c: c})
 	}
 }
 
@@ -260,6 +264,7 @@ func (b *Broker) shutdown() {
 		c.kick(packets.ServerShuttingDown)
 	}
 	b.conns.Wait()
+	b.workers.close()
 	b.stopPoller()
 	b.mu.Lock()
 	for _, e := range b.sessions {

@@ -455,8 +455,7 @@ func (c *client) flush(final bool) {
 			c.pageIn()
 		}
 		if len(buf) > 0 {
-			c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
-			n, err := c.conn.Write(buf)
+			n, err := c.write(buf)
 			c.b.stats.BytesSent.Add(uint64(n))
 			if err != nil {
 				c.closeFromWriter()
@@ -471,6 +470,15 @@ func (c *client) flush(final bool) {
 			return
 		}
 	}
+}
+
+// write writes buf to the connection within the write timeout.
+func (c *client) write(buf []byte) (int, error) {
+	if c.socket.raw != nil {
+		return c.socket.write(buf, c.writeTimeout())
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))
+	return c.conn.Write(buf)
 }
 
 // maxWriteBatch bounds one write so a deep queue does not build one huge buffer.

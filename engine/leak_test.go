@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/x0a1b/promptmq/conf"
 	"github.com/x0a1b/promptmq/packets"
 )
 
@@ -14,7 +15,17 @@ import (
 // the goroutine count returns to its baseline. Not parallel: it counts every goroutine of
 // the process.
 func TestNoGoroutineLeak(t *testing.T) {
-	_, addr := testBroker(t, nil)
+	cfg := conf.Default()
+	cfg.Server.Bind = "127.0.0.1:0"
+	cfg.Storage.DataDir = ""
+	cfg.Metrics.Enabled = false
+	b, err := New(Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Idle workers (workers.go) are goroutines until a trim retires them.
+	b.workers.trimPeriod = 100 * time.Millisecond
+	addr := serveTestBroker(t, b)
 	// The baseline is taken with the accept loop surely running and one idle connection,
 	// which stays open to the end: both ends of the measure are the same steady state.
 	idle := dialRaw(t, addr, packets.V5)

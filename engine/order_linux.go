@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
+	"unsafe"
 )
 
 // orderSet is the epoll set that tells the arrival order of idle readers' bytes (order.go).
@@ -164,6 +166,13 @@ type socketReader struct {
 	// provisional: the place held is the one placeAfterControl took, not one a watch gave.
 	provisional bool
 	waitStart   int64 // unix ns
+	// One write's arguments and results, for writeFn.
+	writeFn   func(fd uintptr) bool
+	wp        []byte
+	wn        int
+	werr      error
+	wdeadline bool
+	wtimeout  time.Duration
 }
 
 func (r *socketReader) init(c *client) bool {
@@ -177,6 +186,7 @@ func (r *socketReader) init(c *client) bool {
 	}
 	r.raw, r.c = raw, c
 	r.readFn = r.readOnce
+	r.writeFn = r.writeSome
 	return true
 }
 
@@ -225,7 +235,7 @@ func (r *socketReader) takeTurn() {
 // readOnce is one attempt: false sends the runtime to wait for the socket.
 func (r *socketReader) readOnce(fd uintptr) bool {
 	for {
-		n, err := syscall.Read(int(fd), r.p)
+		n, err := rawRead(int(fd), r.p)
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -251,6 +261,60 @@ func (r *socketReader) readOnce(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// rawRead is read(2) without entering the scheduler's syscall state: the socket is
+// non-blocking, so the call is short, and a P released for it is retaken by sysmon when
+// the call crosses two of its ticks, handing the broker to another thread (two context
+// switches; the connection-rate profile showed the broker alternating between two threads).
+func rawRead(fd int, p []byte) (int, error) {
+	var ptr unsafe.Pointer
+	if len(p) > 0 {
+		ptr = unsafe.Pointer(&p[0])
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// write writes all of p. The first attempt costs no deadline: only when the socket's
+// buffer is full is the write deadline set, for the wait, and cleared after it.
+func (r *socketReader) write(p []byte, timeout time.Duration) (int, error) {
+	r.wp, r.wn, r.werr, r.wdeadline = p, 0, nil, false
+	r.wtimeout = timeout
+	err := r.raw.Write(r.writeFn)
+	if err == nil {
+		err = r.werr
+	}
+	if r.wdeadline {
+		r.c.conn.SetWriteDeadline(time.Time{})
+	}
+	r.wp = nil
+	return r.wn, err
+}
+
+func (r *socketReader) writeSome(fd uintptr) bool {
+	for r.wn < len(r.wp) {
+		p := r.wp[r.wn:]
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			if !r.wdeadline {
+				r.wdeadline = true
+				r.c.conn.SetWriteDeadline(time.Now().Add(r.wtimeout))
+			}
+			return false
+		case e != 0:
+			r.werr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", e)}
+			return true
+		}
+		r.wn += int(n)
+	}
+	return true
 }
 
 // afterControl is called as a CONNECT, SUBSCRIBE or UNSUBSCRIBE is answered, before the

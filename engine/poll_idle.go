@@ -253,7 +253,7 @@ func (c *client) resume() {
 		return
 	}
 	c.b.poller.forget(c)
-	go c.run()
+	c.b.workers.start(workItem{c: c, resume: true})
 }
 
 // doneOrder gives up the connection's place in the arrival order (order.go) once every byte
