@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -55,8 +56,17 @@ func startBroker(t testing.TB, bind string, args ...string) *brokerProc {
 // launchBroker starts promptmqd without waiting for anything.
 func launchBroker(t testing.TB, bind string, args ...string) *brokerProc {
 	t.Helper()
+	return launchBrokerEnv(t, nil, bind, args...)
+}
+
+// launchBrokerEnv is launchBroker with env added to the test's environment.
+func launchBrokerEnv(t testing.TB, env []string, bind string, args ...string) *brokerProc {
+	t.Helper()
 	all := append([]string{"--bind", bind, "--metrics-enabled=false", "--sys-interval", "0s", "--log-format", "json"}, args...)
 	p := &brokerProc{t: t, cmd: exec.Command(binary, all...), notify: make(chan struct{}, 1), exited: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func main() {
+	tuneRuntime()
 	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
 }
 
