@@ -15,7 +15,7 @@ import (
 // again. On a core the broker shares with it, every 20 µs tick is a timer, two context
 // switches and, on a VM, exits to the hypervisor: in the connection-rate benchmark
 // (bench/compare.sh connrate, broker pinned to one core) that was 25-30% of the broker's
-// CPU time, measured against a runtime patched not to reset the period (docs/performance.md).
+// CPU time, measured against a runtime patched not to reset the period (docs/tuning.md).
 // With schedtrace set the runtime never puts sysmon into that sleep, so its period stays
 // backed off at 10 ms; the trace it asks for is printed only every 2^31 ms (24.8 days).
 const sysmonSetting = "schedtrace=2147483647"
