@@ -208,7 +208,7 @@ func (b *Broker) Serve(ctx context.Context) error {
 		}()
 	}
 	b.startSys()
-	go b.workers.trim()
+	b.workers.startTrim()
 	<-ctx.Done()
 	b.shutdown()
 	accepting.Wait()

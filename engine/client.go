@@ -138,7 +138,7 @@ func (c *client) serve() {
 	c.writeMu.Lock()
 	c.flush(false)
 	c.writeMu.Unlock()
-	c.moveReadDeadline()
+	c.startReadDeadline()
 	c.state.Store(connReading)
 	if c.reader.Buffered() == 0 {
 		c.socket.placeAfterControl()

@@ -152,7 +152,8 @@ func (c *client) readConnect() *packets.Connect {
 		return nil // [MQTT-3.1.0-1]
 	}
 	c.b.stats.PacketsReceivedByType[packets.TypeConnect].Add(1)
-	c.conn.SetReadDeadline(time.Time{})
+	// The connect timeout's deadline stays until serve replaces it with the keep-alive's
+	// (startReadDeadline): nothing reads in between, and each change is a timer operation.
 	p := &c.pk().Connect
 	if err := p.Decode(body); err != nil {
 		c.badConnect(p.Version, err)

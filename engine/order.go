@@ -67,8 +67,9 @@ type arrivalOrder struct {
 	next uint64 // the sequence the next event gets
 	// done[i] reports whether low+i is done; its length is next-low.
 	done []bool
-	// advanced is closed and replaced each time low moves: a reader that spun for its turn
-	// long enough sleeps on it.
+	// advanced is closed each time low moves, when a reader that spun for its turn long
+	// enough made one to sleep on; nil while none sleeps (a channel per finish was one of
+	// the allocations of every connection).
 	advanced chan struct{}
 }
 
@@ -88,7 +89,6 @@ const orderSpin = 200 * time.Microsecond
 
 func (o *arrivalOrder) initOrder() {
 	o.next = 1
-	o.advanced = make(chan struct{})
 	o.low.Store(1)
 }
 
@@ -123,8 +123,10 @@ func (o *arrivalOrder) finish(seq uint64) {
 	clear(o.done[n:])
 	o.done = o.done[:n]
 	o.low.Store(low + uint64(k))
-	close(o.advanced)
-	o.advanced = make(chan struct{})
+	if o.advanced != nil {
+		close(o.advanced)
+		o.advanced = nil
+	}
 }
 
 // waitTurn returns once every sequence below seq is done, or after orderMaxWait. It
@@ -146,6 +148,9 @@ func (o *arrivalOrder) waitTurn(seq uint64) {
 			continue
 		}
 		o.mu.Lock()
+		if o.advanced == nil {
+			o.advanced = make(chan struct{})
+		}
 		advanced := o.advanced
 		o.mu.Unlock()
 		if o.low.Load() >= seq {

@@ -87,7 +87,7 @@ func (o *orderSet) woke(c *client) {
 // next sequence. The caller holds o.mu.
 func (o *orderSet) collectLocked() {
 	for {
-		n, err := syscall.EpollWait(o.epfd, o.events[:], 0)
+		n, err := pollReady(o.epfd, o.events[:])
 		if err == syscall.EINTR {
 			continue
 		}

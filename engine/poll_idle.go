@@ -132,9 +132,9 @@ func (s *connSource) readAhead(p []byte) (int, error) {
 	buf := (*bp)[:cap(*bp)]
 	if len(buf) <= len(p) {
 		s.c.b.writeBuffers.Put(bp)
-		return s.countingReader.Read(p)
+		return s.readSocket(p)
 	}
-	n, err := s.countingReader.Read(buf)
+	n, err := s.readSocket(buf)
 	if n > 0 {
 		s.c.active.Store(true)
 	}
@@ -201,6 +201,18 @@ func (c *client) restoreReadDeadline() {
 	default:
 		c.conn.SetReadDeadline(time.Time{})
 	}
+}
+
+// startReadDeadline replaces the deadline of CONNECT (server.connect-timeout) with the
+// keep-alive's, or with none.
+func (c *client) startReadDeadline() {
+	if c.keepAlive <= 0 {
+		if c.b.cfg.Server.ConnectTimeout > 0 {
+			c.conn.SetReadDeadline(time.Time{})
+		}
+		return
+	}
+	c.moveReadDeadline()
 }
 
 // moveReadDeadline pushes the keep-alive deadline after a packet. Moving it costs a runtime
