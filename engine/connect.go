@@ -140,7 +140,9 @@ func (c *client) connect() (sessionPresent bool, ok bool) {
 //
 //go:noinline
 func (c *client) readConnect() *packets.Connect {
-	if t := c.b.cfg.Server.ConnectTimeout; t > 0 {
+	if t := c.b.cfg.Server.ConnectTimeout; t > 0 && c.src.socket == nil {
+		// A plain TCP socket sets it only if its first read must wait (readOnce): a
+		// client's CONNECT is usually there when the connection is accepted.
 		c.conn.SetReadDeadline(time.Now().Add(t))
 	}
 	fh, body, err := c.reader.ReadPacket()

@@ -264,6 +264,29 @@ func TestConnectTimeout(t *testing.T) {
 	}
 }
 
+// TestConnectTimeoutPartialConnect: the connect timeout also ends a socket that sends part of
+// a CONNECT (its first read does not wait, the next does) and then nothing, and a CONNECT
+// that arrives in pieces within the timeout is served.
+func TestConnectTimeoutPartialConnect(t *testing.T) {
+	t.Parallel()
+	_, addr := testBroker(t, func(c *conf.Config) { c.Server.ConnectTimeout = time.Second })
+	connect := (&packets.Connect{Version: packets.V5, ClientID: []byte("pieces"), CleanStart: true}).Append(nil)
+	stalled := dialRaw(t, addr, packets.V5)
+	stalled.write(connect[:3])
+	start := time.Now()
+	stalled.expectClosed()
+	if d := time.Since(start); d < 900*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("closed after %v, want about 1s", d)
+	}
+	pieces := dialRaw(t, addr, packets.V5)
+	pieces.write(connect[:3])
+	letTimePass(300 * time.Millisecond)
+	pieces.write(connect[3:])
+	pieces.expect(packets.TypeConnack)
+	letTimePass(time.Second) // past the connect timeout: the keep-alive's deadline (none) replaced it
+	pieces.ping()
+}
+
 // TestKeepAlive: a client silent for 1.5 times its keep-alive is disconnected with 0x8D
 // (5.0) or closed (3.1.1); a client that pings stays.
 func TestKeepAlive(t *testing.T) {

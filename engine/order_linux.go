@@ -166,6 +166,8 @@ type socketReader struct {
 	// provisional: the place held is the one placeAfterControl took, not one a watch gave.
 	provisional bool
 	waitStart   int64 // unix ns
+	// connectDeadline: the connect timeout's deadline has been set (readOnce).
+	connectDeadline bool
 	// One write's arguments and results, for writeFn.
 	writeFn   func(fd uintptr) bool
 	wp        []byte
@@ -240,6 +242,13 @@ func (r *socketReader) readOnce(fd uintptr) bool {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
+			if !r.connectDeadline && r.c.state.Load() == connConnecting {
+				// The connect timeout starts when the reader first waits for CONNECT.
+				r.connectDeadline = true
+				if t := r.c.b.cfg.Server.ConnectTimeout; t > 0 {
+					r.c.conn.SetReadDeadline(time.Now().Add(t))
+				}
+			}
 			if !r.waited {
 				r.waited = true
 				r.waitStart = now()
