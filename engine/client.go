@@ -515,34 +515,46 @@ func (c *client) fill(buf []byte, stopping bool) ([]byte, bool) {
 func (c *client) appendQueued(buf []byte, limit int, updates *[]storeUpdate) []byte {
 	e := c.e
 	t := now()
+	// The encoding scratch (a 380-byte Publish) comes from the pool, once per batch: in
+	// appendPublish's frame it made every on-demand writer outgrow the 2 KB stack a
+	// goroutine starts with, a stack copy per writer start (fan-out starts one per
+	// subscriber and message).
+	var scratch *packets.Packet
 	for len(buf) < limit {
 		o, ok := e.s.Next(t)
 		if !ok {
 			break
 		}
+		if scratch == nil {
+			scratch = c.b.packets.Get().(*packets.Packet)
+		}
 		// appendPublish may drop a QoS 1/2 delivery (too large), which clears *o.
 		msg, qos, id, storeID := o.Message, o.QoS, o.PacketID, o.Message.StoreID
 		var sent bool
-		buf, sent = c.appendPublish(buf, o, t)
+		buf, sent = c.appendPublish(buf, &scratch.Publish, o, t)
 		if qos == 0 {
 			msg.Release() // encoded: the write buffer holds its bytes now
 		} else if storeID != 0 && e.durable.Load() {
 			*updates = append(*updates, storeUpdate{messageID: storeID, packetID: id, state: persist.Sent, remove: !sent})
 		}
 	}
+	if scratch != nil {
+		scratch.Publish = packets.Publish{} // no message's bytes stay reachable from the pool
+		c.b.packets.Put(scratch)
+	}
 	return buf
 }
 
 // appendPublish encodes one delivery. A PUBLISH larger than the client's Maximum Packet Size
 // is not sent and the delivery is dropped [MQTT-3.1.2-25]. The caller holds c.e.mu.
-func (c *client) appendPublish(buf []byte, o *session.Outgoing, t int64) ([]byte, bool) {
+func (c *client) appendPublish(buf []byte, scratch *packets.Publish, o *session.Outgoing, t int64) ([]byte, bool) {
 	start := len(buf)
 	var alias uint16
 	var known bool
 	if c.version == packets.V5 {
 		alias, known = c.outAliases.Lookup(o.Message.Topic)
 	}
-	buf = session.AppendPublish(buf, new(packets.Publish), c.version, o, t, alias, known)
+	buf = session.AppendPublish(buf, scratch, c.version, o, t, alias, known)
 	if c.maxPacketSize > 0 && len(buf)-start > c.maxPacketSize {
 		buf = buf[:start]
 		if alias != 0 && !known {
