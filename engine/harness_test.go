@@ -14,6 +14,14 @@ import (
 // testBroker starts a broker on a loopback port and stops it when the test ends.
 func testBroker(t testing.TB, edit func(*conf.Config)) (*Broker, string) {
 	t.Helper()
+	b := newTestBrokerConfig(t, edit)
+	return b, serveTestBroker(t, b)
+}
+
+// newTestBrokerConfig is testBroker's broker, not yet serving: a test adjusts what it must
+// (a shorter period, a notification channel) before serveTestBroker.
+func newTestBrokerConfig(t testing.TB, edit func(*conf.Config)) *Broker {
+	t.Helper()
 	cfg := conf.Default()
 	cfg.Server.Bind = "127.0.0.1:0"
 	cfg.Storage.DataDir = ""
@@ -25,7 +33,7 @@ func testBroker(t testing.TB, edit func(*conf.Config)) (*Broker, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, serveTestBroker(t, b)
+	return b
 }
 
 // serveTestBroker opens b's listeners, serves until the test ends, and returns the MQTT

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/x0a1b/promptmq/conf"
 	"github.com/x0a1b/promptmq/packets"
 )
 
@@ -15,14 +14,7 @@ import (
 // the goroutine count returns to its baseline. Not parallel: it counts every goroutine of
 // the process.
 func TestNoGoroutineLeak(t *testing.T) {
-	cfg := conf.Default()
-	cfg.Server.Bind = "127.0.0.1:0"
-	cfg.Storage.DataDir = ""
-	cfg.Metrics.Enabled = false
-	b, err := New(Options{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newTestBrokerConfig(t, nil)
 	// Idle workers (workers.go) are goroutines until a trim retires them.
 	b.workers.trimPeriod = 100 * time.Millisecond
 	addr := serveTestBroker(t, b)

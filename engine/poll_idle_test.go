@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/x0a1b/promptmq/conf"
 	"github.com/x0a1b/promptmq/packets"
 )
 
@@ -19,14 +18,7 @@ func parkingBroker(t *testing.T) (*Broker, string) {
 
 func newTestBrokerUnstarted(t *testing.T) *Broker {
 	t.Helper()
-	cfg := conf.Default()
-	cfg.Server.Bind = "127.0.0.1:0"
-	cfg.Storage.DataDir = ""
-	cfg.Metrics.Enabled = false
-	b, err := New(Options{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newTestBrokerConfig(t, nil)
 	b.parkNotify = make(chan *client, 256)
 	return b
 }

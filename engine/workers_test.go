@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/x0a1b/promptmq/conf"
 	"github.com/x0a1b/promptmq/packets"
 )
 
@@ -13,14 +12,7 @@ import (
 // connection; all are gone once the broker stops.
 func TestWorkersServeTheNextConnection(t *testing.T) {
 	t.Parallel()
-	cfg := conf.Default()
-	cfg.Server.Bind = "127.0.0.1:0"
-	cfg.Storage.DataDir = ""
-	cfg.Metrics.Enabled = false
-	b, err := New(Options{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newTestBrokerConfig(t, nil)
 	b.workers.trimPeriod = 200 * time.Millisecond
 	t.Cleanup(func() {
 		// Serve has returned (cleanups run last first): every worker has exited.

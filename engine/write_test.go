@@ -18,22 +18,8 @@ import (
 func TestWriteWaitKeepsTheConnection(t *testing.T) {
 	t.Parallel()
 	const writeTimeout = 400 * time.Millisecond
-	b, addr := testBroker(t, func(c *conf.Config) {
-		c.Server.WriteTimeout = writeTimeout
-		c.MQTT.MaxQueuedMessages = 100000
-	})
-	s := dialRaw(t, addr, packets.V5)
-	s.mustConnect("pausing", nil)
-	s.subscribe(1, 0, sub("flood/pause", 0))
-	p := dialRaw(t, addr, packets.V5)
-	p.mustConnect("flooder", nil)
-	payload := bytes.Repeat([]byte{'x'}, 16<<10)
 	const messages = 1000 // 16 MB: more than the loopback socket buffers hold
-	var out []byte
-	for i := range messages {
-		out = (&packets.Publish{Version: packets.V5, Topic: []byte("flood/pause"), Payload: append([]byte(fmt.Sprintf("%04d", i)), payload...)}).Append(out[:0])
-		p.write(out)
-	}
+	b, s, p := floodWriteTest(t, writeTimeout, "pausing", messages)
 	p.ping()                     // every message has been routed
 	time.Sleep(writeTimeout / 4) // the subscriber reads nothing meanwhile: the broker's write waits
 	for i := range messages {
@@ -43,7 +29,7 @@ func TestWriteWaitKeepsTheConnection(t *testing.T) {
 		}
 	}
 	letTimePass(2 * writeTimeout)
-	p.pub("flood/pause", 0, 0, "after")
+	p.pub("flood/pausing", 0, 0, "after")
 	if m := s.nextPublish(); m.Payload != "after" {
 		t.Fatalf("after the pause: %q", m.Payload)
 	}
@@ -56,25 +42,34 @@ func TestWriteWaitKeepsTheConnection(t *testing.T) {
 // is disconnected once a write has waited the write timeout.
 func TestWriteTimeoutEndsAStuckSubscriber(t *testing.T) {
 	t.Parallel()
-	b, addr := testBroker(t, func(c *conf.Config) {
-		c.Server.WriteTimeout = 300 * time.Millisecond
-		c.MQTT.MaxQueuedMessages = 100000
-	})
-	s := dialRaw(t, addr, packets.V5)
-	s.mustConnect("stuck", nil)
-	s.subscribe(1, 0, sub("flood/stuck", 0))
-	p := dialRaw(t, addr, packets.V5)
-	p.mustConnect("flooder2", nil)
-	payload := bytes.Repeat([]byte{'x'}, 16<<10)
-	var out []byte
-	for range 400 {
-		out = (&packets.Publish{Version: packets.V5, Topic: []byte("flood/stuck"), Payload: payload}).Append(out[:0])
-		p.write(out)
-	}
+	b, _, _ := floodWriteTest(t, 300*time.Millisecond, "stuck", 400)
 	eventually(t, 5*time.Second, "the stuck subscriber to be disconnected", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		e := b.sessions["stuck"]
 		return e == nil || !e.online.Load()
 	})
+}
+
+// floodWriteTest starts a broker with the write timeout, a subscriber id to flood/<id> and a
+// publisher that has sent it messages of 16 KiB, each starting with its number (%04d).
+func floodWriteTest(t *testing.T, writeTimeout time.Duration, id string, messages int) (*Broker, *rawClient, *rawClient) {
+	t.Helper()
+	b, addr := testBroker(t, func(c *conf.Config) {
+		c.Server.WriteTimeout = writeTimeout
+		c.MQTT.MaxQueuedMessages = 100000
+	})
+	topic := "flood/" + id
+	s := dialRaw(t, addr, packets.V5)
+	s.mustConnect(id, nil)
+	s.subscribe(1, 0, sub(topic, 0))
+	p := dialRaw(t, addr, packets.V5)
+	p.mustConnect(id+"-publisher", nil)
+	payload := bytes.Repeat([]byte{'x'}, 16<<10)
+	var out []byte
+	for i := range messages {
+		out = (&packets.Publish{Version: packets.V5, Topic: []byte(topic), Payload: append([]byte(fmt.Sprintf("%04d", i)), payload...)}).Append(out[:0])
+		p.write(out)
+	}
+	return b, s, p
 }
