@@ -474,7 +474,7 @@ func (c *client) flush(final bool) {
 
 // write writes buf to the connection within the write timeout.
 func (c *client) write(buf []byte) (int, error) {
-	if c.socket.raw != nil {
+	if c.src.socket != nil {
 		return c.socket.write(buf, c.writeTimeout())
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.writeTimeout()))

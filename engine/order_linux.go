@@ -10,7 +10,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // orderSet is the epoll set that tells the arrival order of idle readers' bytes (order.go).
@@ -146,8 +145,9 @@ func (o *orderSet) close() {
 
 // socketReader reads a parkable connection's socket through its RawConn, so that the reader
 // sees when it is about to wait for bytes (to be watched for their order, order.go) and
-// when a wait ends. A plain conn.Read hides both. Made once per connection: the read
-// callback is a method value, so a read allocates nothing.
+// when a wait ends. A plain conn.Read hides both. The connection's writes go through it too
+// (write), so that a write sets a deadline only when it must wait. Made once per
+// connection: the callbacks are method values, so a read or write allocates nothing.
 type socketReader struct {
 	raw    syscall.RawConn
 	readFn func(fd uintptr) bool
@@ -272,21 +272,9 @@ func (r *socketReader) readOnce(fd uintptr) bool {
 	}
 }
 
-// rawRead is read(2) without entering the scheduler's syscall state: the socket is
-// non-blocking, so the call is short, and a P released for it is retaken by sysmon when
-// the call crosses two of its ticks, handing the broker to another thread (two context
-// switches; the connection-rate profile showed the broker alternating between two threads).
-func rawRead(fd int, p []byte) (int, error) {
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
+// connectWaited reports whether the reader waited for CONNECT, which set the connect
+// timeout's deadline.
+func (r *socketReader) connectWaited() bool { return r.connectDeadline }
 
 // write writes all of p. The first attempt costs no deadline: only when the socket's
 // buffer is full is the write deadline set, for the wait, and cleared after it.
@@ -306,22 +294,21 @@ func (r *socketReader) write(p []byte, timeout time.Duration) (int, error) {
 
 func (r *socketReader) writeSome(fd uintptr) bool {
 	for r.wn < len(r.wp) {
-		p := r.wp[r.wn:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, err := rawWrite(int(fd), r.wp[r.wn:])
 		switch {
-		case e == syscall.EINTR:
+		case err == syscall.EINTR:
 			continue
-		case e == syscall.EAGAIN:
+		case err == syscall.EAGAIN:
 			if !r.wdeadline {
 				r.wdeadline = true
 				r.c.conn.SetWriteDeadline(time.Now().Add(r.wtimeout))
 			}
 			return false
-		case e != 0:
-			r.werr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", e)}
+		case err != nil:
+			r.werr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", err)}
 			return true
 		}
-		r.wn += int(n)
+		r.wn += n
 	}
 	return true
 }

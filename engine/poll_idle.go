@@ -207,7 +207,7 @@ func (c *client) restoreReadDeadline() {
 // keep-alive's, or with none.
 func (c *client) startReadDeadline() {
 	if c.keepAlive <= 0 {
-		if c.b.cfg.Server.ConnectTimeout > 0 && (c.src.socket == nil || c.socket.connectDeadline) {
+		if c.b.cfg.Server.ConnectTimeout > 0 && (c.src.socket == nil || c.socket.connectWaited()) {
 			c.conn.SetReadDeadline(time.Time{})
 		}
 		return

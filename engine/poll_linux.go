@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // idlePoller watches the sockets of parked connections (see poll_idle.go) for the one event
@@ -178,16 +177,4 @@ func (p *idlePoller) close() {
 	if !was {
 		p.file.Close()
 	}
-}
-
-// pollReady takes what is on an epoll set's ready list without waiting: epoll_wait with a
-// zero timeout, which cannot block, so it is made without the scheduler's system-call
-// bookkeeping (syscall.EpollWait enters it, and that also wakes the runtime's monitor
-// thread when it sleeps).
-func pollReady(epfd int, events []syscall.EpollEvent) (int, error) {
-	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
 }

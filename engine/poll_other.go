@@ -5,6 +5,7 @@ package engine
 import (
 	"errors"
 	"net"
+	"time"
 )
 
 // idlePoller exists on Linux only (poll_linux.go); elsewhere every connection keeps its
@@ -37,5 +38,9 @@ type socketReader struct{}
 func (*socketReader) init(*client) bool        { return false }
 func (*socketReader) read([]byte) (int, error) { return 0, errors.New("no socket reader") }
 func (*socketReader) afterControl()            {}
-func (*socketReader) placeAfterControl()       {}
-func (*socketReader) releasePlaces()           {}
+func (*socketReader) connectWaited() bool      { return false }
+func (*socketReader) write([]byte, time.Duration) (int, error) {
+	return 0, errors.New("no socket reader")
+}
+func (*socketReader) placeAfterControl() {}
+func (*socketReader) releasePlaces()     {}
